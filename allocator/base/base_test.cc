@@ -1,0 +1,118 @@
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "allocator/base/bits.h"
+#include "allocator/base/config.h"
+#include "allocator/base/report.h"
+#include "allocator/base/stats.h"
+#include "gtest/gtest.h"
+
+namespace {
+
+TEST(Bits, PowerOfTwoArithmetic) {
+  EXPECT_TRUE(hk_is_power_of_two(1));
+  EXPECT_TRUE(hk_is_power_of_two(4096));
+  EXPECT_FALSE(hk_is_power_of_two(0));
+  EXPECT_FALSE(hk_is_power_of_two(12));
+  EXPECT_EQ(hk_align_up(1, 4096), 4096u);
+  EXPECT_EQ(hk_align_up(4096, 4096), 4096u);
+  EXPECT_EQ(hk_align_down(4097, 4096), 4096u);
+  EXPECT_TRUE(hk_align_up_overflows(UINTPTR_MAX - 10, 4096));
+  EXPECT_FALSE(hk_align_up_overflows(1 << 20, 4096));
+  EXPECT_EQ(hk_log2_floor(1), 0u);
+  EXPECT_EQ(hk_log2_floor(4097), 12u);
+  EXPECT_EQ(hk_log2_ceil(4097), 13u);
+  EXPECT_EQ(hk_log2_ceil(4096), 12u);
+  EXPECT_EQ(hk_log2_ceil(1), 0u);
+}
+
+TEST(Report, FormatsNumbers) {
+  char buffer[32];
+  EXPECT_EQ(hk_report_format_hex(buffer, 0), 3u);
+  EXPECT_STREQ(buffer, "0x0");
+  hk_report_format_hex(buffer, 0xdeadbeef12ull);
+  EXPECT_STREQ(buffer, "0xdeadbeef12");
+  hk_report_format_decimal(buffer, 0);
+  EXPECT_STREQ(buffer, "0");
+  hk_report_format_decimal(buffer, UINT64_MAX);
+  EXPECT_STREQ(buffer, "18446744073709551615");
+}
+
+TEST(ReportDeathTest, InvalidPointerNamesCallAndPointer) {
+  EXPECT_DEATH(hk_report_invalid_pointer("free", "invalid pointer", (void *)0x1234),
+               "hakmem: free\\(\\): invalid pointer 0x1234");
+  EXPECT_DEATH(hk_report_fatal("out of luck"), "hakmem: out of luck");
+}
+
+TEST(Config, DefaultsThenEnvironmentValues) {
+  char *empty[] = {nullptr};
+  hk_config_load(empty);
+  EXPECT_STREQ(hk_config_string(HK_OPT_STATS), "0");
+  EXPECT_STREQ(hk_config_string(HK_OPT_OS_DECOMMIT), "dontneed");
+  EXPECT_EQ(hk_config_int(HK_OPT_OS_HUGEPAGES), 0);
+
+  char stats[] = "HAKMEM_STATS=json:/tmp/x.json";
+  char huge[] = "HAKMEM_OS_HUGEPAGES=1";
+  char other[] = "PATH=/bin";
+  char *env[] = {other, stats, huge, nullptr};
+  hk_config_load(env);
+  EXPECT_STREQ(hk_config_string(HK_OPT_STATS), "json:/tmp/x.json");
+  EXPECT_EQ(hk_config_int(HK_OPT_OS_HUGEPAGES), 1);
+  hk_config_load(empty);
+}
+
+TEST(Config, BadValuesKeepDefaultsAndSuffixesScale) {
+  char bad[] = "HAKMEM_OS_HUGEPAGES=lots";
+  char unknown[] = "HAKMEM_NO_SUCH_OPTION=1";
+  char *env[] = {bad, unknown, nullptr};
+  testing::internal::CaptureStderr();
+  hk_config_load(env);
+  std::string warnings = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(hk_config_int(HK_OPT_OS_HUGEPAGES), 0);
+  EXPECT_NE(warnings.find("HAKMEM_OS_HUGEPAGES: not a number"), std::string::npos) << warnings;
+  EXPECT_NE(warnings.find("HAKMEM_NO_SUCH_OPTION"), std::string::npos) << warnings;
+
+  char scaled[] = "HAKMEM_OS_HUGEPAGES=2K";
+  char *env2[] = {scaled, nullptr};
+  hk_config_load(env2);
+  EXPECT_EQ(hk_config_int(HK_OPT_OS_HUGEPAGES), 2048);
+  char *empty[] = {nullptr};
+  hk_config_load(empty);
+}
+
+// The README's option table must name every option of the table, with its default.
+TEST(Config, ReadmeListsEveryOption) {
+  std::ifstream readme("README.md");
+  ASSERT_TRUE(readme.good()) << "README.md not found in runfiles";
+  std::stringstream text;
+  text << readme.rdbuf();
+  size_t count = 0;
+  const hk_option_info *table = hk_config_table(&count);
+  ASSERT_EQ(count, static_cast<size_t>(HK_OPT_COUNT));
+  for (size_t i = 0; i < count; i++) {
+    std::string row = std::string("| `") + table[i].name + "` | `" + table[i].default_value + "` |";
+    EXPECT_NE(text.str().find(row), std::string::npos) << "README.md lacks the row starting: " << row;
+  }
+}
+
+TEST(Stats, CountersAddUpAcrossThreads) {
+  uint64_t before = hk_stat_get(HK_STAT_OS_BYTES_DECOMMITTED_TOTAL);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; t++)
+    threads.emplace_back([] {
+      for (int i = 0; i < 100000; i++) hk_stat_add(HK_STAT_OS_BYTES_DECOMMITTED_TOTAL, 3);
+    });
+  for (auto &thread : threads) thread.join();
+  EXPECT_EQ(hk_stat_get(HK_STAT_OS_BYTES_DECOMMITTED_TOTAL) - before, 8u * 100000u * 3u);
+  hk_stat_sub(HK_STAT_OS_BYTES_DECOMMITTED_TOTAL, 8u * 100000u * 3u);
+  hk_stats_snapshot snapshot;
+  hk_stats_take_snapshot(&snapshot);
+  EXPECT_EQ(snapshot.values[HK_STAT_OS_BYTES_DECOMMITTED_TOTAL], before);
+  EXPECT_STREQ(hk_stat_name(HK_STAT_OS_MMAP_CALLS), "os.mmap_calls");
+  EXPECT_NE(std::string(hk_stat_meaning(HK_STAT_OS_MMAP_CALLS)), "");
+}
+
+}  // namespace

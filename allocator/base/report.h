@@ -1,0 +1,37 @@
+// Error reporting that never allocates and never uses stdio: safe on the allocator's own paths,
+// inside fork handlers and in signal handlers (everything here is async-signal-safe).
+#ifndef HAKMEM_ALLOCATOR_BASE_REPORT_H_
+#define HAKMEM_ALLOCATOR_BASE_REPORT_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Writes `text` to stderr (fd 2), retrying short writes; errno is preserved.
+void hk_report_write(const char *text);
+
+// Formats `value` as "0x..." hex into `buffer` (at least 19 bytes); returns the length.
+size_t hk_report_format_hex(char *buffer, uintptr_t value);
+
+// Formats `value` in decimal into `buffer` (at least 21 bytes); returns the length.
+size_t hk_report_format_decimal(char *buffer, uint64_t value);
+
+// Writes "hakmem: warning: <first><second>\n" to stderr as one write.
+void hk_report_warning2(const char *first, const char *second);
+
+// Writes "hakmem: <message>\n" and aborts.
+__attribute__((noreturn, cold)) void hk_report_fatal(const char *message);
+
+// Writes "hakmem: <call>(): <reason> <pointer>\n" and aborts, e.g.
+// "hakmem: free(): invalid pointer 0x7f12345678" (the shape of glibc's message).
+__attribute__((noreturn, cold)) void hk_report_invalid_pointer(const char *call, const char *reason,
+                                                               const void *pointer);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif  // HAKMEM_ALLOCATOR_BASE_REPORT_H_
