@@ -1,0 +1,794 @@
+#!/usr/bin/env python3
+"""Side-by-side allocator comparison for HAKMEM.
+
+Runs every workload (the C benchmarks in this directory and real programs: sqlite3, python3, gcc)
+under every allocator found (glibc, mimalloc, jemalloc, tcmalloc, HAKMEM when built), with the
+repetitions interleaved across allocators, and writes Markdown, CSV and SVG results.
+
+Run it with `bazel run //benchmarks:compare -- [options]` or `tools/compare [options]`.
+Standard library only.
+"""
+import argparse
+import csv
+import datetime
+import glob
+import hashlib
+import math
+import os
+import re
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+# ---------------------------------------------------------------------------------------------
+# Allocators
+
+PEER_LIBRARIES = [
+    # (name, file name patterns, most specific first)
+    ("mimalloc", ["libmimalloc.so.2", "libmimalloc.so.2.*", "libmimalloc.so"]),
+    ("jemalloc", ["libjemalloc.so.2", "libjemalloc.so"]),
+    ("tcmalloc", ["libtcmalloc_minimal.so.4", "libtcmalloc_minimal.so", "libtcmalloc.so.4"]),
+]
+LIBRARY_DIRS = ["/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib", "/lib/x86_64-linux-gnu"]
+ALL_ALLOCATORS = ["glibc", "mimalloc", "jemalloc", "tcmalloc", "hakmem"]
+
+
+class Allocator:
+    def __init__(self, name, library):
+        self.name = name
+        self.library = library  # None: the C library's own malloc (no preload)
+
+    def environment(self, base):
+        env = dict(base)
+        env.pop("LD_PRELOAD", None)
+        if self.library:
+            env["LD_PRELOAD"] = self.library
+        return env
+
+
+def find_peer(patterns):
+    for directory in LIBRARY_DIRS:
+        for pattern in patterns:
+            for path in sorted(glob.glob(os.path.join(directory, pattern))):
+                if os.path.isfile(path) and "debug" not in os.path.basename(path):
+                    return path
+    return None
+
+
+def discover_allocators(requested, hakmem_path, log):
+    """Returns the allocators to run, in ALL_ALLOCATORS order, and notes about the missing ones."""
+    found, notes = [], []
+    for name in requested:
+        if name == "glibc":
+            found.append(Allocator("glibc", None))
+        elif name == "hakmem":
+            if hakmem_path and os.path.isfile(hakmem_path):
+                found.append(Allocator("hakmem", os.path.abspath(hakmem_path)))
+            else:
+                notes.append("hakmem: not built (no %s)" % (hakmem_path or "libhakmem.so"))
+        else:
+            patterns = dict(PEER_LIBRARIES)[name]
+            path = find_peer(patterns)
+            if path:
+                found.append(Allocator(name, path))
+            else:
+                notes.append("%s: not installed (looked for %s in %s), skipped"
+                             % (name, patterns[0], ", ".join(LIBRARY_DIRS)))
+    if not gnu_time():
+        notes.append("GNU time (/usr/bin/time) not found: peak RSS from wait4 includes this script's ~20 MiB")
+    for note in notes:
+        log(note)
+    return found, notes
+
+
+# ---------------------------------------------------------------------------------------------
+# Workloads
+
+
+class Workload:
+    def __init__(self, name, kind, models, binary=None, args=(), quick_args=(), program=None):
+        self.name = name
+        self.kind = kind          # "bench": a C benchmark printing RESULT; "program": a timed real program
+        self.models = models
+        self.binary = binary
+        self.args = list(args)
+        self.quick_args = list(quick_args)
+        self.program = program    # for programs: key into PROGRAMS
+
+    @property
+    def metric(self):
+        return "ops_per_sec" if self.kind == "bench" else "seconds"
+
+
+def bench(name, binary, models, *args):
+    return Workload(name, "bench", models, binary=binary, args=args, quick_args=list(args) + ["--quick"])
+
+
+WORKLOADS = [
+    bench("random_mixed", "random_mixed", "16-1040 B random malloc/free, 4,096 live slots"),
+    bench("random_mixed_small", "random_mixed", "16-128 B random malloc/free",
+          "--min=16", "--max=128", "--name=random_mixed_small"),
+    bench("larson_t1", "larson", "server simulation, 1 chain, thread hand-over", "--threads=1"),
+    bench("larson_t2", "larson", "server simulation, 2 chains", "--threads=2"),
+    bench("mid_large_mt_t1", "mid_large_mt", "8-32 KiB blocks, 1 thread", "--threads=1"),
+    bench("mid_large_mt_t2", "mid_large_mt", "8-32 KiB blocks, 2 threads", "--threads=2"),
+    bench("xthread", "xthread", "producer allocates, consumer frees (remote free)"),
+    bench("cache_scratch", "cache_scratch", "allocator-induced false sharing, 2 threads"),
+    bench("thread_churn", "thread_churn", "40,000 short-lived threads"),
+    bench("realloc_grow", "realloc_grow", "realloc 16 B <-> 4 MiB"),
+    bench("big_blocks", "big_blocks", "64 KiB-16 MiB blocks, every page touched"),
+    bench("fragmentation", "fragmentation", "peak RSS vs live bytes after scattered frees"),
+    Workload("sqlite", "program", "sqlite3 :memory: - 300K inserts, indexes, queries", program="sqlite"),
+    Workload("python", "program", "python3 (PYTHONMALLOC=malloc) building and dropping dicts/lists", program="python"),
+    Workload("gcc", "program", "gcc -O2 -c of a generated 290 KB C file", program="gcc"),
+]
+WORKLOADS_BY_NAME = {w.name: w for w in WORKLOADS}
+
+
+def system_python():
+    # The distribution's interpreter, not a version-manager shim (which would add a shell to each run).
+    for candidate in ("/usr/bin/python3", shutil.which("python3"), sys.executable):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    return "python3"
+
+
+class ProgramInputs:
+    """Generates the real programs' inputs once per compare run, into a scratch directory."""
+
+    def __init__(self, programs_dir, scratch, quick):
+        self.programs_dir = programs_dir
+        self.scratch = scratch
+        self.quick = quick
+        self.python = system_python()
+        self.prepared = {}
+
+    def _generate(self, script, args, output):
+        import subprocess  # only here: the timed runs use posix_spawn and wait4
+        with open(output, "w") as out:
+            subprocess.run([self.python, os.path.join(self.programs_dir, script)] + args, stdout=out, check=True)
+        return output
+
+    def command(self, program, run_tag):
+        """Returns (argv, stdin path or None, extra env, path of an output file to hash or None)."""
+        if program == "sqlite":
+            if "sqlite" not in self.prepared:
+                rows = ["--rows=20000"] if self.quick else []
+                self.prepared["sqlite"] = self._generate("sqlite_workload.py", rows,
+                                                         os.path.join(self.scratch, "sqlite_workload.sql"))
+            sqlite = shutil.which("sqlite3")
+            if not sqlite:
+                raise MissingTool("sqlite3 not installed")
+            return [sqlite, ":memory:"], self.prepared["sqlite"], {}, None
+        if program == "python":
+            scale = ["--scale=10000", "--rounds=1"] if self.quick else []
+            script = os.path.join(self.programs_dir, "python_workload.py")
+            return ([self.python, script] + scale, None,
+                    {"PYTHONMALLOC": "malloc", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}, None)
+        if program == "gcc":
+            if "gcc" not in self.prepared:
+                functions = ["--functions=20"] if self.quick else []
+                self.prepared["gcc"] = self._generate("gen_large_c.py", functions,
+                                                      os.path.join(self.scratch, "large.c"))
+            gcc = shutil.which("gcc")
+            if not gcc:
+                raise MissingTool("gcc not installed")
+            obj = os.path.join(self.scratch, "large-%s.o" % run_tag)
+            return [gcc, "-O2", "-c", self.prepared["gcc"], "-o", obj], None, {}, obj
+        raise ValueError(program)
+
+
+class MissingTool(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Running one process. Peak RSS comes from GNU time (%M, its wait4 rusage): a child spawned straight
+# from this Python process would inherit Python's ~20 MiB high-water mark at exec (Linux records the
+# old address space's peak in the process's maxrss), which would hide small workloads' differences.
+# Without GNU time we fall back to posix_spawn + wait4 and say so.
+
+
+class RunResult:
+    def __init__(self):
+        self.status = "ok"     # ok | FAILED | CRASH(SIGx) | ERROR(rc=N) | TIMEOUT | OOM | MISMATCH | MISSING
+        self.value = None      # ops/s for benchmarks, seconds for programs
+        self.wall = None
+        self.rss_kib = None
+        self.fields = {}       # the RESULT line's key=value pairs
+        self.digest = None     # programs: sha256 of stdout (and output file)
+        self.detail = ""
+
+
+def gnu_time():
+    path = "/usr/bin/time"
+    return path if os.access(path, os.X_OK) else None
+
+
+TIME_SIGNAL = re.compile(r"terminated by signal (\d+)")
+
+
+def spawn_and_wait(argv, env, stdin_path, stdout_path, stderr_path, timeout, rusage_path):
+    """Runs argv; returns (exit code or None, signal number or None, peak RSS KiB, wall seconds, timed out)."""
+    timer_binary = gnu_time()
+    if timer_binary:
+        argv = [timer_binary, "-f", "%M %x", "-o", rusage_path] + argv
+    file_actions = [
+        (os.POSIX_SPAWN_OPEN, 0, stdin_path or os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, stdout_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+        (os.POSIX_SPAWN_OPEN, 2, stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+    ]
+    started = time.monotonic()
+    # Its own process group, so a timeout kills the workload and not only GNU time.
+    pid = os.posix_spawn(argv[0], argv, env, file_actions=file_actions, setpgroup=0)
+    timed_out = threading.Event()
+
+    def kill():
+        timed_out.set()
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    timer = threading.Timer(timeout, kill)
+    timer.start()
+    try:
+        _, status, usage = os.wait4(pid, 0)
+    finally:
+        timer.cancel()
+    wall = time.monotonic() - started
+    if os.WIFSIGNALED(status):
+        return None, os.WTERMSIG(status), usage.ru_maxrss, wall, timed_out.is_set()
+    code, rss = os.WEXITSTATUS(status), usage.ru_maxrss
+    if timer_binary:
+        try:
+            with open(rusage_path) as f:
+                text = f.read()
+            os.unlink(rusage_path)
+            rss = int(text.strip().splitlines()[-1].split()[0])
+            killed = TIME_SIGNAL.search(text)
+            if killed:
+                return None, int(killed.group(1)), rss, wall, timed_out.is_set()
+        except (OSError, ValueError, IndexError):
+            pass  # GNU time could not write its line: keep wait4's figures
+    return code, None, rss, wall, timed_out.is_set()
+
+
+RESULT_FIELD = re.compile(r'(\w+)=("[^"]*"|\S+)')
+
+
+def parse_result_line(text):
+    for line in text.splitlines():
+        if line.startswith("RESULT "):
+            return {k: v.strip('"') for k, v in RESULT_FIELD.findall(line[len("RESULT "):])}
+    return None
+
+
+def tail(path, lines=3):
+    try:
+        with open(path, errors="replace") as f:
+            return " | ".join(f.read().strip().splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def run_once(workload, allocator, options, inputs, scratch, run_tag, strace_out=None):
+    result = RunResult()
+    base_env = dict(os.environ)
+    extra_env, output_file, stdin_path = {}, None, None
+    try:
+        if workload.kind == "bench":
+            binary = os.path.join(options.bin_dir, workload.binary)
+            if not os.access(binary, os.X_OK):
+                result.status, result.detail = "MISSING", "no benchmark binary %s" % binary
+                return result
+            argv = [binary] + (workload.quick_args if options.quick else workload.args)
+        else:
+            argv, stdin_path, extra_env, output_file = inputs.command(workload.program, run_tag)
+    except MissingTool as missing:
+        result.status, result.detail = "MISSING", str(missing)
+        return result
+    env = allocator.environment(base_env)
+    env.update(extra_env)
+    if strace_out:
+        # strace itself must not run on the allocator under test: preload only the traced program.
+        preload = env.pop("LD_PRELOAD", None)
+        argv = [shutil.which("strace"), "-f", "-c", "-o", strace_out, "--seccomp-bpf",
+                "-e", "trace=mmap,munmap,madvise,brk,mremap"] + \
+               (["-E", "LD_PRELOAD=" + preload] if preload else []) + argv
+    stdout_path = os.path.join(scratch, "stdout-%s.txt" % run_tag)
+    stderr_path = os.path.join(scratch, "stderr-%s.txt" % run_tag)
+    rusage_path = os.path.join(scratch, "rusage-%s.txt" % run_tag)
+    code, sig, rss_kib, wall, timed_out = spawn_and_wait(argv, env, stdin_path, stdout_path, stderr_path,
+                                                         options.timeout, rusage_path)
+    result.wall, result.rss_kib = wall, rss_kib
+    with open(stdout_path, "rb") as f:
+        stdout = f.read()
+    result.fields = parse_result_line(stdout.decode(errors="replace")) or {}
+    if timed_out:
+        result.status, result.detail = "TIMEOUT", "killed after %ss" % options.timeout
+    elif sig is not None:
+        result.status = "CRASH(%s)" % (signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else sig)
+        result.detail = tail(stderr_path)
+    elif code == 3 or result.fields.get("check") == "FAILED":
+        result.status, result.detail = "FAILED", result.fields.get("detail", "") or tail(stderr_path)
+    elif code == 4:
+        result.status, result.detail = "OOM", tail(stderr_path)
+    elif code != 0:
+        result.status, result.detail = "ERROR(rc=%d)" % code, tail(stderr_path)
+    elif workload.kind == "bench":
+        if result.fields.get("check") != "ok" or "ops_per_sec" not in result.fields:
+            result.status, result.detail = "ERROR(no RESULT)", tail(stdout_path)
+        else:
+            result.value = float(result.fields["ops_per_sec"])
+    else:
+        result.value = wall
+        digest = hashlib.sha256(stdout)
+        if output_file:
+            with open(output_file, "rb") as f:
+                digest.update(f.read())
+            os.unlink(output_file)
+        result.digest = digest.hexdigest()
+    for path in (stdout_path, stderr_path):
+        if result.status == "ok":
+            os.unlink(path)
+    return result
+
+
+def parse_strace_summary(path):
+    counts = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                # "% time seconds usecs/call calls [errors] syscall"
+                if len(parts) >= 5 and parts[-1] in ("mmap", "munmap", "madvise", "brk", "mremap"):
+                    counts[parts[-1]] = int(parts[3])
+    except OSError:
+        return None
+    return counts
+
+
+# ---------------------------------------------------------------------------------------------
+# Summaries
+
+
+def median(values):
+    return statistics.median(values) if values else None
+
+
+def geomean(values):
+    values = [v for v in values if v and v > 0]
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+class Cell:
+    """All repetitions of one workload under one allocator."""
+
+    def __init__(self):
+        self.runs = []
+
+    @property
+    def failure(self):
+        for run in self.runs:
+            if run.status != "ok":
+                return run
+        return None
+
+    @property
+    def value(self):
+        return None if self.failure else median([r.value for r in self.runs])
+
+    @property
+    def rss_kib(self):
+        return None if self.failure else median([r.rss_kib for r in self.runs])
+
+    def field_median(self, key):
+        values = [float(r.fields[key]) for r in self.runs if r.status == "ok" and key in r.fields]
+        return median(values)
+
+
+def speed_ratio(workload, value, reference):
+    """Speed relative to the reference: > 1 means faster, for throughput and for time alike."""
+    if value is None or reference is None or value <= 0 or reference <= 0:
+        return None
+    return value / reference if workload.metric == "ops_per_sec" else reference / value
+
+
+def format_value(workload, value):
+    if workload.metric == "seconds":
+        return "%.3f s" % value
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if value >= scale:
+            return "%.3g %sops/s" % (value / scale, unit)
+    return "%.3g ops/s" % value
+
+
+def format_kib(kib):
+    return "%.1f MiB" % (kib / 1024.0) if kib >= 1024 else "%d KiB" % kib
+
+
+def format_ratio(ratio):
+    return "–" if ratio is None else "%.2f×" % ratio
+
+
+class Report:
+    def __init__(self, workloads, allocators, cells, reference, reference_note):
+        self.workloads = workloads
+        self.allocators = allocators
+        self.cells = cells
+        self.reference = reference
+        self.reference_note = reference_note
+
+    def throughput_rows(self):
+        rows, ratios = [], {a.name: [] for a in self.allocators}
+        for w in self.workloads:
+            ref_value = self.cells[w.name][self.reference].value
+            row = [w.name, "ops/s" if w.metric == "ops_per_sec" else "time"]
+            for a in self.allocators:
+                cell = self.cells[w.name][a.name]
+                if cell.failure:
+                    row.append(cell.failure.status)
+                    continue
+                ratio = speed_ratio(w, cell.value, ref_value)
+                if ratio:
+                    ratios[a.name].append(ratio)
+                row.append("%s (%s)" % (format_value(w, cell.value), format_ratio(ratio)))
+            rows.append(row)
+        rows.append(["**geomean**", "speed"] + [format_ratio(geomean(ratios[a.name])) for a in self.allocators])
+        return rows
+
+    def rss_rows(self):
+        rows, ratios = [], {a.name: [] for a in self.allocators}
+        for w in self.workloads:
+            ref_rss = self.cells[w.name][self.reference].rss_kib
+            row = [w.name]
+            for a in self.allocators:
+                cell = self.cells[w.name][a.name]
+                if cell.failure:
+                    row.append(cell.failure.status)
+                    continue
+                ratio = cell.rss_kib / ref_rss if ref_rss else None
+                if ratio:
+                    ratios[a.name].append(ratio)
+                row.append("%s (%s)" % (format_kib(cell.rss_kib), format_ratio(ratio)))
+            rows.append(row)
+        rows.append(["**geomean**"] + [format_ratio(geomean(ratios[a.name])) for a in self.allocators])
+        return rows
+
+    def fragmentation_rows(self):
+        if "fragmentation" not in self.cells:
+            return []
+        row_ratio, row_after = ["peak RSS / live bytes"], ["RSS after freeing all"]
+        for a in self.allocators:
+            cell = self.cells["fragmentation"][a.name]
+            ratio, after = cell.field_median("rss_ratio"), cell.field_median("rss_after_free_kib")
+            row_ratio.append("%.2f" % ratio if ratio is not None and not cell.failure else "–")
+            row_after.append(format_kib(after) if after is not None and not cell.failure else "–")
+        return [row_ratio, row_after]
+
+
+def markdown_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_outputs(out_dir, report, options, notes, syscalls, started, elapsed, failures):
+    names = [a.name for a in report.allocators]
+    ref = report.reference
+    md = []
+    md.append("# Allocator comparison, %s" % started.strftime("%Y-%m-%d %H:%M"))
+    md.append("")
+    md.append("Command: `%s`  " % options.command_line)
+    md.append("Repetitions: %d (median shown)%s. Elapsed: %.0f s. Machine: %s, %d CPUs." % (
+        options.reps, ", quick sizes" if options.quick else "", elapsed, os.uname().machine, os.cpu_count() or 0))
+    md.append("")
+    md.append("Allocators: " + ", ".join("%s (%s)" % (a.name, a.library or "no preload") for a in report.allocators))
+    for note in notes:
+        md.append("- " + note)
+    md.append("")
+    md.append("Ratios are relative to **%s**%s." % (ref, report.reference_note))
+    md.append("")
+    md.append("## Throughput (ops/s; real programs: wall time)")
+    md.append("")
+    md.append("Ratio = speed relative to %s: above 1.00× is faster, for ops/s and wall time alike." % ref)
+    md.append("")
+    md.append(markdown_table(["workload", "metric"] + names, report.throughput_rows()))
+    md.append("")
+    md.append("## Peak RSS (whole process, wait4 ru_maxrss)")
+    md.append("")
+    md.append("Ratio = peak RSS relative to %s: above 1.00× uses more memory." % ref)
+    md.append("")
+    md.append(markdown_table(["workload"] + names, report.rss_rows()))
+    frag = report.fragmentation_rows()
+    if frag:
+        md.append("")
+        md.append("## Fragmentation workload")
+        md.append("")
+        md.append("Peak RSS above the process's baseline divided by the bytes live at the peak (1.00 = no overhead),"
+                  " and the RSS left once everything is freed.")
+        md.append("")
+        md.append(markdown_table(["fragmentation"] + names, frag))
+    if syscalls:
+        md.append("")
+        md.append("## Memory syscalls (one run under `strace -f -c`)")
+        md.append("")
+        md.append("Cells: mmap / munmap / madvise / brk / mremap calls.")
+        md.append("")
+        rows = []
+        for w in report.workloads:
+            row = [w.name]
+            for name in names:
+                counts = syscalls.get((w.name, name))
+                row.append("–" if counts is None else " / ".join(
+                    str(counts.get(k, 0)) for k in ("mmap", "munmap", "madvise", "brk", "mremap")))
+            rows.append(row)
+        md.append(markdown_table(["workload"] + names, rows))
+    md.append("")
+    md.append("## Workloads")
+    md.append("")
+    md += ["- `%s`: %s" % (w.name, w.models) for w in report.workloads]
+    if failures:
+        md.append("")
+        md.append("## Failures")
+        md.append("")
+        md += ["- %s / %s: %s %s" % f for f in failures]
+    md.append("")
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write("\n".join(md))
+
+    with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["workload", "allocator", "status", "metric", "median", "speed_ratio_vs_" + ref,
+                         "peak_rss_kib", "rss_ratio_vs_" + ref, "runs", "values", "rss_values_kib"])
+        for w in report.workloads:
+            ref_cell = report.cells[w.name][ref]
+            for a in report.allocators:
+                cell = report.cells[w.name][a.name]
+                failure = cell.failure
+                ratio = speed_ratio(w, cell.value, ref_cell.value)
+                rss_ratio = (cell.rss_kib / ref_cell.rss_kib
+                             if cell.rss_kib and ref_cell.rss_kib else None)
+                writer.writerow([
+                    w.name, a.name, failure.status if failure else "ok", w.metric,
+                    "" if cell.value is None else "%.6g" % cell.value,
+                    "" if ratio is None else "%.4f" % ratio,
+                    "" if cell.rss_kib is None else int(cell.rss_kib),
+                    "" if rss_ratio is None else "%.4f" % rss_ratio,
+                    len(cell.runs),
+                    ";".join("" if r.value is None else "%.6g" % r.value for r in cell.runs),
+                    ";".join("" if r.rss_kib is None else str(r.rss_kib) for r in cell.runs),
+                ])
+    if syscalls:
+        with open(os.path.join(out_dir, "syscalls.csv"), "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["workload", "allocator", "mmap", "munmap", "madvise", "brk", "mremap"])
+            for (wname, aname), counts in sorted(syscalls.items()):
+                writer.writerow([wname, aname] + [counts.get(k, 0) if counts else ""
+                                                  for k in ("mmap", "munmap", "madvise", "brk", "mremap")])
+    with open(os.path.join(out_dir, "chart.svg"), "w") as f:
+        f.write(svg_chart(report))
+
+
+# ---------------------------------------------------------------------------------------------
+# SVG: two panels of horizontal bars on a log scale around 1.0 (the reference allocator).
+
+COLORS = {"glibc": "#7f7f7f", "mimalloc": "#1f77b4", "jemalloc": "#2ca02c", "tcmalloc": "#ff7f0e",
+          "hakmem": "#d62728"}
+
+
+def svg_escape(text):
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def svg_chart(report):
+    workloads, allocators = report.workloads, report.allocators
+    bar, gap, label_width, panel_width, margin = 9, 8, 150, 360, 20
+    group_height = bar * len(allocators) + gap
+    plot_height = group_height * len(workloads)
+    top = 70
+    width = margin + 2 * (label_width + panel_width + margin)
+    height = top + plot_height + 40
+    low, high = math.log2(1 / 8), math.log2(8)  # ratios clipped to [1/8, 8]
+
+    def x_of(ratio, x0):
+        r = min(max(math.log2(ratio), low), high)
+        return x0 + (r - low) / (high - low) * panel_width
+
+    out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" '
+           'font-size="11">' % (width, height),
+           '<rect width="100%" height="100%" fill="white"/>']
+    legend_x = margin
+    for a in allocators:
+        out.append('<rect x="%d" y="8" width="12" height="12" fill="%s"/>' % (legend_x, COLORS.get(a.name, "#9467bd")))
+        out.append('<text x="%d" y="18">%s</text>' % (legend_x + 16, svg_escape(a.name)))
+        legend_x += 24 + 8 * len(a.name)
+    panels = [("Speed relative to %s (log scale, right = faster)" % report.reference, "speed"),
+              ("Peak RSS relative to %s (log scale, right = more memory)" % report.reference, "rss")]
+    for p, (title, kind) in enumerate(panels):
+        x0 = margin + p * (label_width + panel_width + margin) + label_width
+        out.append('<text x="%d" y="45" font-weight="bold">%s</text>' % (x0 - label_width + 5, svg_escape(title)))
+        for tick in (1 / 8, 1 / 4, 1 / 2, 1, 2, 4, 8):
+            x = x_of(tick, x0)
+            out.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s"/>'
+                       % (x, top - 5, x, top + plot_height, "#000" if tick == 1 else "#ddd"))
+            out.append('<text x="%.1f" y="%d" text-anchor="middle">%s</text>'
+                       % (x, top + plot_height + 15, ("%g" % tick) if tick >= 1 else "1/%d" % round(1 / tick)))
+        for i, w in enumerate(workloads):
+            y = top + i * group_height
+            out.append('<text x="%d" y="%d" text-anchor="end">%s</text>'
+                       % (x0 - 6, y + group_height / 2, svg_escape(w.name)))
+            ref_cell = report.cells[w.name][report.reference]
+            for j, a in enumerate(allocators):
+                cell = report.cells[w.name][a.name]
+                by = y + j * bar
+                if kind == "speed":
+                    ratio = speed_ratio(w, cell.value, ref_cell.value)
+                else:
+                    ratio = cell.rss_kib / ref_cell.rss_kib if cell.rss_kib and ref_cell.rss_kib else None
+                if ratio is None:
+                    label = cell.failure.status if cell.failure else "n/a"
+                    out.append('<text x="%.1f" y="%d" font-size="9" fill="#d62728">%s</text>'
+                               % (x_of(1, x0) + 3, by + bar - 1, svg_escape(label)))
+                    continue
+                x1, x2 = sorted((x_of(1, x0), x_of(ratio, x0)))
+                out.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s %s: %.2f</title></rect>'
+                           % (x1, by, max(x2 - x1, 1), bar - 1, COLORS.get(a.name, "#9467bd"),
+                              svg_escape(w.name), a.name, ratio))
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--allocators", default=",".join(ALL_ALLOCATORS),
+                        help="comma-separated subset of %s (default: all found)" % ",".join(ALL_ALLOCATORS))
+    parser.add_argument("--workloads", default="all",
+                        help="comma-separated workload names, or 'all' (see --list)")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions per cell (default 3; 1 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, one repetition: well under a minute")
+    parser.add_argument("--syscalls", action="store_true", help="also count memory syscalls with strace -f -c")
+    parser.add_argument("--out", help="output folder (default WORKSPACE/out/compare-YYYYmmdd-HHMMSS)")
+    parser.add_argument("--hakmem", help="path of libhakmem.so (default WORKSPACE/bazel-bin/libhakmem.so)")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds before a run is killed (default 120)")
+    parser.add_argument("--bin-dir", default=os.path.dirname(os.path.abspath(__file__)),
+                        help="directory holding the benchmark binaries")
+    parser.add_argument("--programs-dir", default=None, help="directory holding the real-program scripts")
+    parser.add_argument("--workspace", default=None, help="workspace root (default BUILD_WORKSPACE_DIRECTORY or cwd)")
+    parser.add_argument("--list", action="store_true", help="list workloads and allocators, then exit")
+    options = parser.parse_args(argv)
+    options.command_line = " ".join(["compare"] + argv)
+    if options.reps is None:
+        options.reps = 1 if options.quick else 3
+    if options.timeout is None:
+        options.timeout = 60.0 if options.quick else 120.0
+    options.workspace = options.workspace or os.environ.get("BUILD_WORKSPACE_DIRECTORY") or os.getcwd()
+    options.programs_dir = options.programs_dir or os.path.join(os.path.dirname(os.path.abspath(__file__)), "programs")
+    if options.hakmem is None:
+        options.hakmem = os.path.join(options.workspace, "bazel-bin", "libhakmem.so")
+    return options
+
+
+def main(argv):
+    options = parse_args(argv)
+
+    def log(message):
+        print("compare: " + message, file=sys.stderr, flush=True)
+
+    requested = [a.strip() for a in options.allocators.split(",") if a.strip()]
+    unknown = [a for a in requested if a not in ALL_ALLOCATORS]
+    if unknown:
+        log("unknown allocator(s) %s; known: %s" % (", ".join(unknown), ", ".join(ALL_ALLOCATORS)))
+        return 2
+    if options.workloads == "all":
+        workloads = list(WORKLOADS)
+    else:
+        names = [n.strip() for n in options.workloads.split(",") if n.strip()]
+        unknown = [n for n in names if n not in WORKLOADS_BY_NAME]
+        if unknown:
+            log("unknown workload(s) %s; known: %s" % (", ".join(unknown), ", ".join(WORKLOADS_BY_NAME)))
+            return 2
+        workloads = [WORKLOADS_BY_NAME[n] for n in names]
+    # Keep the canonical order whatever order the options named them in.
+    requested = [a for a in ALL_ALLOCATORS if a in requested]
+    allocators, notes = discover_allocators(requested, options.hakmem, log)
+    if options.list:
+        for w in WORKLOADS:
+            print("%-20s %s" % (w.name, w.models))
+        for a in allocators:
+            print("allocator %-10s %s" % (a.name, a.library or "(no preload)"))
+        return 0
+    if not allocators:
+        log("no allocator left to run")
+        return 2
+    names = [a.name for a in allocators]
+    if "hakmem" in names:
+        reference, reference_note = "hakmem", ""
+    elif "glibc" in names:
+        reference = "glibc"
+        reference_note = " because HAKMEM is not in this run" + (" (not built)" if "hakmem" in requested else "")
+    else:
+        reference, reference_note = names[0], " (neither HAKMEM nor glibc is in this run)"
+    if options.syscalls and not shutil.which("strace"):
+        log("strace not installed: --syscalls ignored")
+        options.syscalls = False
+
+    started = datetime.datetime.now()
+    out_dir = options.out or os.path.join(options.workspace, "out", "compare-" + started.strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(out_dir, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix="hakmem-compare-")
+    inputs = ProgramInputs(options.programs_dir, scratch, options.quick)
+    cells = {w.name: {a.name: Cell() for a in allocators} for w in workloads}
+    total = len(workloads) * len(allocators) * options.reps
+    log("%d workloads x %d allocators (%s) x %d reps = %d runs; reference: %s"
+        % (len(workloads), len(allocators), ", ".join(names), options.reps, total, reference))
+    t0 = time.monotonic()
+    done = 0
+    failures = []
+    try:
+        # Repetitions interleaved across allocators: drift on a shared machine hits them all alike.
+        for w in workloads:
+            for rep in range(options.reps):
+                for a in allocators:
+                    done += 1
+                    run = run_once(w, a, options, inputs, scratch, "%s-%s-%d" % (w.name, a.name, rep))
+                    cells[w.name][a.name].runs.append(run)
+                    shown = (format_value(w, run.value) if run.status == "ok" else run.status)
+                    rss = format_kib(run.rss_kib) if run.rss_kib else "-"
+                    log("[%3d/%d %5.0fs] %-18s %-9s rep %d/%d: %s, peak RSS %s%s"
+                        % (done, total, time.monotonic() - t0, w.name, a.name, rep + 1, options.reps, shown, rss,
+                           ("  " + run.detail) if run.status != "ok" and run.detail else ""))
+            if w.kind == "program":
+                digests = {(a.name, i): r.digest for a in allocators for i, r in enumerate(cells[w.name][a.name].runs)
+                           if r.status == "ok"}
+                distinct = set(digests.values())
+                if len(distinct) > 1:
+                    # Majority output is taken as right; the others are marked.
+                    majority = max(distinct, key=lambda d: list(digests.values()).count(d))
+                    for (aname, i), digest in digests.items():
+                        if digest != majority:
+                            run = cells[w.name][aname].runs[i]
+                            run.status, run.detail = "MISMATCH", "output differs from the other allocators'"
+                            log("%s / %s rep %d: output differs from the other allocators'" % (w.name, aname, i + 1))
+        syscalls = {}
+        if options.syscalls:
+            for w in workloads:
+                for a in allocators:
+                    path = os.path.join(scratch, "strace-%s-%s.txt" % (w.name, a.name))
+                    run = run_once(w, a, options, inputs, scratch, "strace-%s-%s" % (w.name, a.name), strace_out=path)
+                    syscalls[(w.name, a.name)] = parse_strace_summary(path) if run.status == "ok" else None
+                    log("strace %-18s %-9s: %s" % (w.name, a.name, syscalls[(w.name, a.name)] or run.status))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    elapsed = time.monotonic() - t0
+
+    for w in workloads:
+        for a in allocators:
+            failure = cells[w.name][a.name].failure
+            if failure and failure.status != "MISSING":
+                failures.append((w.name, a.name, failure.status, failure.detail))
+    report = Report(workloads, allocators, cells, reference, reference_note)
+    write_outputs(out_dir, report, options, notes, syscalls, started, elapsed, failures)
+    with open(os.path.join(out_dir, "results.md")) as f:
+        print(f.read())
+    log("results in %s (results.md, results.csv, chart.svg%s); %.0f s"
+        % (out_dir, ", syscalls.csv" if syscalls else "", elapsed))
+    if failures:
+        log("%d cell(s) failed:" % len(failures))
+        for failure in failures:
+            log("  %s / %s: %s %s" % failure)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
