@@ -659,6 +659,8 @@ def parse_args(argv):
     parser.add_argument("--syscalls", action="store_true", help="also count memory syscalls with strace -f -c")
     parser.add_argument("--out", help="output folder (default WORKSPACE/out/compare-YYYYmmdd-HHMMSS)")
     parser.add_argument("--hakmem", help="path of libhakmem.so (default WORKSPACE/bazel-bin/libhakmem.so)")
+    parser.add_argument("--custom", action="append", default=[], metavar="NAME=PATH",
+                        help="also run under another preload library (repeatable; e.g. a test shim)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds before a run is killed (default 120)")
     parser.add_argument("--bin-dir", default=os.path.dirname(os.path.abspath(__file__)),
                         help="directory holding the benchmark binaries")
@@ -701,6 +703,12 @@ def main(argv):
     # Keep the canonical order whatever order the options named them in.
     requested = [a for a in ALL_ALLOCATORS if a in requested]
     allocators, notes = discover_allocators(requested, options.hakmem, log)
+    for custom in options.custom:
+        name, _, path = custom.partition("=")
+        if not name or not os.path.isfile(path):
+            log("--custom %s: expected NAME=PATH of an existing library" % custom)
+            return 2
+        allocators.append(Allocator(name, os.path.abspath(path)))
     if options.list:
         for w in WORKLOADS:
             print("%-20s %s" % (w.name, w.models))
