@@ -13,6 +13,14 @@
   X(OS_DECOMMIT, "HAKMEM_OS_DECOMMIT", STRING, "dontneed",                                        \
     "how unused pages go back to the OS: dontneed (RSS drops at once) or free (MADV_FREE, lazy)") \
   X(OS_HUGEPAGES, "HAKMEM_OS_HUGEPAGES", INT, "0",                                                \
-    "1 asks for transparent huge pages on SuperSlab mappings (a per-mapping hint)")
+    "1 asks for transparent huge pages on SuperSlab mappings (a per-mapping hint)")             \
+  X(SS_CACHE_MAX_COUNT, "HAKMEM_SS_CACHE_MAX_COUNT", INT, "64",                                   \
+    "most fully free SuperSlabs kept mapped in the LRU cache; the oldest beyond it are unmapped") \
+  X(SS_CACHE_MAX_BYTES, "HAKMEM_SS_CACHE_MAX_BYTES", INT, "128M",                                 \
+    "most address space the LRU cache of free SuperSlabs keeps mapped")                         \
+  X(SS_CACHE_TTL_MS, "HAKMEM_SS_CACHE_TTL_MS", INT, "30000",                                      \
+    "a SuperSlab idle in the LRU cache this long (ms) is unmapped")                             \
+  X(SS_DECOMMIT_DELAY_MS, "HAKMEM_SS_DECOMMIT_DELAY_MS", INT, "1000",                             \
+    "an empty slab or cached SuperSlab idle this long (ms) has its pages decommitted")
 
 #endif  // HAKMEM_ALLOCATOR_BASE_CONFIG_TABLE_H_

@@ -13,6 +13,37 @@
   X(OS_MREMAP_CALLS, "os.mremap_calls", "mremap calls")                                     \
   X(OS_BYTES_RESERVED, "os.bytes_reserved", "bytes of address space mapped now")            \
   X(OS_BYTES_COMMITTED, "os.bytes_committed", "bytes mapped and not decommitted now")       \
-  X(OS_BYTES_DECOMMITTED_TOTAL, "os.bytes_decommitted_total", "bytes ever decommitted")
+  X(OS_BYTES_DECOMMITTED_TOTAL, "os.bytes_decommitted_total", "bytes ever decommitted")    \
+  /* SuperSlab registry and LRU cache of free SuperSlabs. */                               \
+  X(SS_MAPPED, "ss.mapped", "SuperSlabs mapped (new mappings)")                             \
+  X(SS_UNMAPPED, "ss.unmapped", "SuperSlabs unmapped")                                      \
+  X(SS_LIVE, "ss.live", "SuperSlabs mapped now, cached ones included (gauge)")              \
+  X(SS_REGISTRY_LEAVES, "ss.registry_leaves", "registry leaf tables mapped")                \
+  X(SS_CACHE_PUSHES, "ss.cache_pushes", "fully free SuperSlabs put in the LRU cache")       \
+  X(SS_CACHE_HITS, "ss.cache_hits", "SuperSlabs taken back from the LRU cache")             \
+  X(SS_CACHE_COUNT, "ss.cache_count", "SuperSlabs in the LRU cache now (gauge)")            \
+  X(SS_CACHE_UNMAPPED_BOUNDS, "ss.cache_unmapped_bounds",                                   \
+    "cached SuperSlabs unmapped because the count or byte bound was exceeded")              \
+  X(SS_CACHE_UNMAPPED_AGE, "ss.cache_unmapped_age", "cached SuperSlabs unmapped past the TTL") \
+  X(SS_CACHE_UNMAPPED_FORCED, "ss.cache_unmapped_forced", "cached SuperSlabs unmapped by a forced trim") \
+  X(SS_BYTES_DECOMMITTED, "ss.bytes_decommitted", "slab bytes decommitted (total)")         \
+  X(SS_BYTES_RECOMMITTED, "ss.bytes_recommitted", "decommitted slab bytes reused or unmapped (total)") \
+  /* Shared slab pool: acquisitions by stage (slabs and spans), releases, the mapping lock. */ \
+  X(SP_ACQUIRE_CALLS, "sp.acquire_calls", "sp_acquire_slab calls")                          \
+  X(SP_SPAN_ACQUIRE_CALLS, "sp.span_acquire_calls", "sp_acquire_span calls")                \
+  X(SP_STAGE0_HOT, "sp.stage0_hot", "acquisitions served by the per-kind hot slot")         \
+  X(SP_STAGE1_KIND_LIST, "sp.stage1_kind_list", "acquisitions served by the kind's free list") \
+  X(SP_STAGE2_SHARED, "sp.stage2_shared",                                                   \
+    "acquisitions served by a free slot of any kind in a live SuperSlab")                   \
+  X(SP_STAGE3_CACHE, "sp.stage3_cache", "acquisitions served by a SuperSlab from the LRU cache") \
+  X(SP_STAGE4_MAP, "sp.stage4_map", "acquisitions served by a newly mapped SuperSlab")     \
+  X(SP_ACQUIRE_FAILURES, "sp.acquire_failures", "acquisitions that returned NULL (ENOMEM)") \
+  X(SP_RELEASE_CALLS, "sp.release_calls", "sp_release_slab calls")                          \
+  X(SP_SPAN_RELEASE_CALLS, "sp.span_release_calls", "sp_release_span calls")                \
+  X(SP_STALE_ENTRIES, "sp.stale_entries", "free-list entries dropped because the slot was taken") \
+  X(SP_LOCK_ACQUISITIONS, "sp.lock_acquisitions", "mapping-lock acquisitions (one per new mapping)") \
+  X(SP_LOCK_WAITS, "sp.lock_waits", "acquisitions that waited for another thread's mapping") \
+  X(SP_SLABS_DECOMMITTED, "sp.slabs_decommitted", "idle empty slabs of live SuperSlabs decommitted") \
+  X(SP_MAINTENANCE_RUNS, "sp.maintenance_runs", "opportunistic aging passes (decommit, cache trim)")
 
 #endif  // HAKMEM_ALLOCATOR_BASE_STATS_TABLE_H_

@@ -1,0 +1,323 @@
+// SuperSlab mapping, the address registry, the directory and the LRU cache of free SuperSlabs.
+#define _GNU_SOURCE
+#include "allocator/superslab/registry.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+#include <time.h>
+
+#include "allocator/base/bits.h"
+#include "allocator/base/config.h"
+#include "allocator/base/stats.h"
+#include "allocator/os/os.h"
+#include "allocator/superslab/superslab_internal.h"
+
+_Static_assert(sizeof(ss_slab) == HK_CACHE_LINE, "one cache line per slab");
+_Static_assert(sizeof(ss_superslab) <= SS_HEADER_SIZE, "the header fits in its page");
+_Static_assert(SS_SLABS_PER_SUPERSLAB == 32, "slot masks are 32-bit");
+
+ss_superslab **ss_registry_top[SS_REGISTRY_TOP_ENTRIES];
+ss_dir_entry *ss_directory;
+uint32_t ss_directory_high_water;
+
+// Ids of unmapped SuperSlabs, reusable (versioned stack; links in stack_next).
+static uint64_t free_ids_head;
+// The LRU cache: a versioned stack of ids, most recently cached on top (links in stack_next).
+static uint64_t cache_head;
+static uint64_t cache_count;  // atomic relaxed: a bound check, not an ordering
+// 1 while one thread trims the cache (acquire exchange / release store).
+static int cache_trim_busy;
+
+static uint32_t *stack_link(uint32_t id) { return &ss_directory[id].stack_next; }
+
+uint64_t ss_clock_ms(void) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
+}
+
+int ss_decommit_zeroes(void) { return strcmp(hk_config_string(HK_OPT_OS_DECOMMIT), "free") != 0; }
+
+// ---- Registry -----------------------------------------------------------------------------
+
+// The leaf for registry index `index`, mapped on first need. Racing creators both map one; the
+// loser of the CAS gives its own back. Leaves are never unmapped, so readers need no protection.
+static ss_superslab **registry_leaf(uintptr_t index) {
+  ss_superslab ***slot = &ss_registry_top[index >> SS_REGISTRY_LEAF_BITS];
+  ss_superslab **leaf = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+  if (leaf) return leaf;
+  size_t bytes = SS_REGISTRY_LEAF_ENTRIES * sizeof(ss_superslab *);
+  ss_superslab **fresh = hk_os_reserve_aligned(bytes, 0, HK_OS_RESERVE_DEFAULT);
+  if (!fresh) return NULL;
+  // Release: a reader that loads the leaf pointer sees its zero-filled pages (mmap gives zeros;
+  // the fence is for the formal model and for TSan).
+  if (__atomic_compare_exchange_n(slot, &leaf, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    hk_stat_add(HK_STAT_SS_REGISTRY_LEAVES, 1);
+    return fresh;
+  }
+  hk_os_release(fresh, bytes);
+  return leaf;
+}
+
+static int registry_set(ss_superslab *superslab, ss_superslab *value) {
+  uintptr_t index = (uintptr_t)superslab >> SS_SIZE_LOG2;
+  ss_superslab **leaf = registry_leaf(index);
+  if (!leaf) return -1;
+  // Release: lookups that see the entry (acquire) see the initialised header.
+  __atomic_store_n(&leaf[index & (SS_REGISTRY_LEAF_ENTRIES - 1)], value, __ATOMIC_RELEASE);
+  return 0;
+}
+
+// ---- Directory ----------------------------------------------------------------------------
+
+static ss_dir_entry *directory_get(void) {
+  ss_dir_entry *directory = __atomic_load_n(&ss_directory, __ATOMIC_ACQUIRE);
+  if (directory) return directory;
+  size_t bytes = (size_t)SS_DIRECTORY_MAX * sizeof(ss_dir_entry);
+  ss_dir_entry *fresh = hk_os_reserve_aligned(bytes, 0, HK_OS_RESERVE_DEFAULT);
+  if (!fresh) return NULL;
+  if (__atomic_compare_exchange_n(&ss_directory, &directory, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+    return fresh;
+  hk_os_release(fresh, bytes);
+  return directory;
+}
+
+// A directory id: a reused one, else a new one. UINT32_MAX when all are taken.
+static uint32_t directory_take_id(void) {
+  uint32_t id = ss_stack_pop(&free_ids_head, stack_link);
+  if (id != UINT32_MAX) return id;
+  uint32_t next = __atomic_load_n(&ss_directory_high_water, __ATOMIC_RELAXED);
+  do {
+    if (next >= SS_DIRECTORY_MAX) return UINT32_MAX;
+    // Release: scanners that see the new high water (acquire) find superslab NULL or published.
+  } while (!__atomic_compare_exchange_n(&ss_directory_high_water, &next, next + 1, 1, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED));
+  return next;
+}
+
+// ---- Mapping ------------------------------------------------------------------------------
+
+ss_superslab *ss_superslab_map(void) {
+  if (!directory_get()) return NULL;
+  uint32_t id = directory_take_id();
+  if (id == UINT32_MAX) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  unsigned flags = hk_config_int(HK_OPT_OS_HUGEPAGES) ? HK_OS_RESERVE_HUGEPAGE : HK_OS_RESERVE_DEFAULT;
+  ss_superslab *superslab = hk_os_reserve_aligned(SS_SIZE, SS_SIZE, flags);
+  if (superslab && ((uintptr_t)superslab >> SS_REGISTRY_ADDRESS_BITS) != 0) {
+    // Above the 47-bit space the registry covers (5-level paging hands such addresses only to
+    // callers that ask for them, so this is a safety net).
+    hk_os_release(superslab, SS_SIZE);
+    superslab = NULL;
+    errno = ENOMEM;
+  }
+  if (!superslab) {
+    ss_stack_push(&free_ids_head, stack_link, id);
+    return NULL;
+  }
+  // Fresh pages are zero: only the non-zero fields are written.
+  superslab->magic = SS_MAGIC;
+  superslab->id = id;
+  for (unsigned i = 0; i < SS_SLABS_PER_SUPERSLAB; i++) {
+    superslab->slabs[i].index = (uint8_t)i;
+    superslab->slabs[i].span_head = (uint8_t)i;
+  }
+  ss_dir_entry *entry = ss_dir(id);
+  __atomic_store_n(&entry->active, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&entry->retiring, 0, __ATOMIC_RELAXED);
+  for (unsigned i = 0; i < SS_SLABS_PER_SUPERSLAB; i++) {
+    // Keep LISTED: a stale list entry of this id's previous SuperSlab may still hold the slot.
+    uint32_t *word = &entry->slot_word[i];
+    uint32_t old = __atomic_load_n(word, __ATOMIC_RELAXED);
+    uint32_t desired;
+    do {
+      desired = (old & SS_SLOT_LISTED) | SS_SLOT_CACHED | SS_SLOT_COMMITTED | SS_SLOT_ZERO |
+                (SS_KIND_SPAN << SS_SLOT_KIND_SHIFT);
+    } while (!__atomic_compare_exchange_n(word, &old, desired, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+  }
+  if (registry_set(superslab, superslab) != 0) {
+    int saved = errno;
+    hk_os_release(superslab, SS_SIZE);
+    ss_stack_push(&free_ids_head, stack_link, id);
+    errno = saved ? saved : ENOMEM;
+    return NULL;
+  }
+  // Release: whoever loads the directory entry sees the header and the words above.
+  __atomic_store_n(&entry->superslab, superslab, __ATOMIC_RELEASE);
+  hk_stat_add(HK_STAT_SS_MAPPED, 1);
+  hk_stat_add(HK_STAT_SS_LIVE, 1);
+  return superslab;
+}
+
+void ss_superslab_unmap(ss_superslab *superslab) {
+  uint32_t id = superslab->id;
+  ss_dir_entry *entry = ss_dir(id);
+  // Decommitted slots are counted back in first, so os.bytes_committed stays exact after release.
+  for (unsigned i = 0; i < SS_SLABS_PER_SUPERSLAB; i++) {
+    uint32_t old = __atomic_fetch_or(&entry->slot_word[i], SS_SLOT_COMMITTED, __ATOMIC_RELAXED);
+    if (!(old & SS_SLOT_COMMITTED)) {
+      char *start;
+      size_t size;
+      ss_slot_range(superslab, i, &start, &size);
+      hk_os_commit(start, size);
+      hk_stat_add(HK_STAT_SS_BYTES_RECOMMITTED, size);
+    }
+  }
+  // Deregister before unmapping: a lookup after this point misses instead of reading unmapped
+  // memory. (Valid pointers into this SuperSlab cannot exist: every slot is held by the caller.)
+  registry_set(superslab, NULL);
+  __atomic_store_n(&entry->superslab, NULL, __ATOMIC_RELEASE);
+  superslab->magic = 0;
+  hk_os_release(superslab, SS_SIZE);
+  ss_stack_push(&free_ids_head, stack_link, id);
+  hk_stat_add(HK_STAT_SS_UNMAPPED, 1);
+  hk_stat_sub(HK_STAT_SS_LIVE, 1);
+}
+
+// ---- Decommit -----------------------------------------------------------------------------
+
+size_t ss_decommit_slots(ss_superslab *superslab, uint32_t mask) {
+  ss_dir_entry *entry = ss_dir(superslab->id);
+  uint32_t eligible = 0;
+  for (unsigned i = 0; i < SS_SLABS_PER_SUPERSLAB; i++) {
+    if (!(mask & (1u << i))) continue;
+    uint32_t word = __atomic_load_n(&entry->slot_word[i], __ATOMIC_RELAXED);
+    if ((word & SS_SLOT_COMMITTED) && !(word & SS_SLOT_ZERO)) eligible |= 1u << i;
+  }
+  int zeroes = ss_decommit_zeroes();
+  size_t total = 0;
+  unsigned i = 0;
+  while (i < SS_SLABS_PER_SUPERSLAB) {
+    if (!(eligible & (1u << i))) {
+      i++;
+      continue;
+    }
+    unsigned end = i;
+    while (end < SS_SLABS_PER_SUPERSLAB && (eligible & (1u << end))) end++;
+    char *start;
+    size_t size;
+    ss_slot_range(superslab, i, &start, &size);
+    size_t bytes = ((size_t)end << SS_SLAB_SIZE_LOG2) - (size_t)(start - (char *)superslab);
+    if (hk_os_decommit(start, bytes, HK_OS_DECOMMIT_CONFIGURED) == 0) {
+      total += bytes;
+      for (unsigned j = i; j < end; j++) {
+        // RMWs, not stores: a popper may clear LISTED on the word meanwhile.
+        __atomic_fetch_and(&entry->slot_word[j], ~SS_SLOT_COMMITTED, __ATOMIC_RELAXED);
+        if (zeroes) __atomic_fetch_or(&entry->slot_word[j], SS_SLOT_ZERO, __ATOMIC_RELAXED);
+      }
+    }
+    i = end;
+  }
+  if (total) hk_stat_add(HK_STAT_SS_BYTES_DECOMMITTED, total);
+  return total;
+}
+
+// ---- LRU cache ----------------------------------------------------------------------------
+
+size_t ss_cache_count(void) { return (size_t)__atomic_load_n(&cache_count, __ATOMIC_RELAXED); }
+
+static uint64_t cache_bound_count(void) {
+  int64_t count = hk_config_int(HK_OPT_SS_CACHE_MAX_COUNT);
+  int64_t by_bytes = hk_config_int(HK_OPT_SS_CACHE_MAX_BYTES) / (int64_t)SS_SIZE;
+  if (by_bytes < count) count = by_bytes;
+  return count < 0 ? 0 : (uint64_t)count;
+}
+
+void ss_cache_push(ss_superslab *superslab, uint64_t now_ms) {
+  ss_dir_entry *entry = ss_dir(superslab->id);
+  __atomic_store_n(&entry->cached_since_ms, now_ms, __ATOMIC_RELAXED);
+  ss_stack_push(&cache_head, stack_link, superslab->id);
+  uint64_t count = __atomic_add_fetch(&cache_count, 1, __ATOMIC_RELAXED);
+  hk_stat_add(HK_STAT_SS_CACHE_PUSHES, 1);
+  hk_stat_add(HK_STAT_SS_CACHE_COUNT, 1);
+  if (count > cache_bound_count()) ss_cache_trim(now_ms, 0);
+}
+
+ss_superslab *ss_cache_pop(void) {
+  if (ss_stack_empty(&cache_head)) return NULL;
+  uint32_t id = ss_stack_pop(&cache_head, stack_link);
+  if (id == UINT32_MAX) return NULL;
+  __atomic_sub_fetch(&cache_count, 1, __ATOMIC_RELAXED);
+  hk_stat_sub(HK_STAT_SS_CACHE_COUNT, 1);
+  hk_stat_add(HK_STAT_SS_CACHE_HITS, 1);
+  return __atomic_load_n(&ss_dir(id)->superslab, __ATOMIC_ACQUIRE);
+}
+
+static void cache_trim_lock(void) {
+  while (__atomic_exchange_n(&cache_trim_busy, 1, __ATOMIC_ACQUIRE)) sched_yield();
+}
+
+static void cache_trim_unlock(void) { __atomic_store_n(&cache_trim_busy, 0, __ATOMIC_RELEASE); }
+
+size_t ss_cache_trim(uint64_t now_ms, int force) {
+  if (force) {
+    cache_trim_lock();
+  } else if (__atomic_exchange_n(&cache_trim_busy, 1, __ATOMIC_ACQUIRE)) {
+    return 0;  // someone else is trimming; opportunistic callers just go on
+  }
+  // Take the whole stack at once (a versioned swap to empty): the trimmer then owns every entry
+  // and can walk, decommit and unmap them without racing poppers. Poppers meanwhile see an
+  // empty cache, which only costs them a mapping in a rare window.
+  uint64_t old = __atomic_load_n(&cache_head, __ATOMIC_ACQUIRE);
+  while ((uint32_t)old != 0 &&
+         !__atomic_compare_exchange_n(&cache_head, &old, ((old >> 32) + 1) << 32, 1, __ATOMIC_ACQUIRE,
+                                      __ATOMIC_ACQUIRE)) {
+  }
+  uint32_t id = (uint32_t)old;  // id + 1 of the newest entry, 0 when empty
+  uint64_t keep_limit = cache_bound_count();
+  uint64_t ttl = (uint64_t)hk_config_int(HK_OPT_SS_CACHE_TTL_MS);
+  uint64_t delay = (uint64_t)hk_config_int(HK_OPT_SS_DECOMMIT_DELAY_MS);
+  uint32_t kept_first = 0, kept_last = 0;  // id + 1
+  uint64_t kept = 0;
+  size_t released = 0;
+  while (id != 0) {
+    uint32_t current = id - 1;
+    ss_dir_entry *entry = ss_dir(current);
+    id = __atomic_load_n(&entry->stack_next, __ATOMIC_RELAXED);
+    ss_superslab *superslab = __atomic_load_n(&entry->superslab, __ATOMIC_ACQUIRE);
+    uint64_t since = __atomic_load_n(&entry->cached_since_ms, __ATOMIC_RELAXED);
+    uint64_t age = now_ms > since ? now_ms - since : 0;
+    hk_stat_id reason = HK_STAT_COUNT;
+    if (force) reason = HK_STAT_SS_CACHE_UNMAPPED_FORCED;
+    else if (kept >= keep_limit) reason = HK_STAT_SS_CACHE_UNMAPPED_BOUNDS;
+    else if (age >= ttl) reason = HK_STAT_SS_CACHE_UNMAPPED_AGE;
+    if (reason != HK_STAT_COUNT) {
+      hk_stat_add(reason, 1);
+      ss_superslab_unmap(superslab);
+      released += SS_SIZE;
+      __atomic_sub_fetch(&cache_count, 1, __ATOMIC_RELAXED);
+      hk_stat_sub(HK_STAT_SS_CACHE_COUNT, 1);
+      continue;
+    }
+    if (age >= delay) released += ss_decommit_slots(superslab, UINT32_MAX);
+    // Relink the kept entries privately in their order (newest first).
+    __atomic_store_n(&entry->stack_next, 0, __ATOMIC_RELAXED);
+    if (kept_last) __atomic_store_n(&ss_dir(kept_last - 1)->stack_next, current + 1, __ATOMIC_RELAXED);
+    else kept_first = current + 1;
+    kept_last = current + 1;
+    kept++;
+  }
+  if (kept_first) {
+    // Splice the kept chain back on top. Entries pushed during the trim end up below it, so
+    // the order is LRU only up to that window.
+    uint32_t *tail_link = &ss_dir(kept_last - 1)->stack_next;
+    uint64_t head = __atomic_load_n(&cache_head, __ATOMIC_RELAXED);
+    uint64_t desired;
+    do {
+      __atomic_store_n(tail_link, (uint32_t)head, __ATOMIC_RELAXED);
+      desired = (((head >> 32) + 1) << 32) | kept_first;
+    } while (!__atomic_compare_exchange_n(&cache_head, &head, desired, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+  }
+  cache_trim_unlock();
+  return released;
+}
+
+void ss_cache_prefork(void) { cache_trim_lock(); }
+
+void ss_cache_postfork(int child) {
+  (void)child;  // the flag is a plain word: unlocking is right in parent and child alike
+  cache_trim_unlock();
+}

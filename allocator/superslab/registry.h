@@ -1,0 +1,163 @@
+// SuperSlabs and the registry that maps any address to the SuperSlab and slab owning it.
+//
+// A SuperSlab is a 2 MiB mapping aligned to 2 MiB, cut into 32 slabs of 64 KiB. Its first page
+// (4 KiB) holds the header: a magic value, the SuperSlab's directory id, and one 64-byte metadata
+// line per slab (ss_slab). Slab 0 therefore starts 4 KiB in and has 60 KiB of usable space; every
+// other slab has 64 KiB. See docs/superslab.md for the layout and the reasons for the sizes.
+//
+// The registry is a two-level table indexed by `address >> 21` covering the 47-bit user address
+// space: a static top-level array of pointers to leaf arrays mapped lazily through hk_os. An entry
+// is the SuperSlab's address while it is mapped, NULL otherwise. ss_registry_lookup is two
+// dependent loads and a range check: no lock, no syscall, safe for any pointer value.
+//
+// This layer also keeps the LRU cache of fully free SuperSlabs (bounded by HAKMEM_SS_CACHE_*,
+// decommitted after HAKMEM_SS_DECOMMIT_DELAY_MS, unmapped past the bounds). The shared pool
+// (shared_pool.h) is its user; block layers use the lookups and the slab metadata below.
+//
+// Never calls malloc or stdio.
+#ifndef HAKMEM_ALLOCATOR_SUPERSLAB_REGISTRY_H_
+#define HAKMEM_ALLOCATOR_SUPERSLAB_REGISTRY_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SS_SIZE_LOG2 21
+#define SS_SIZE ((size_t)1 << SS_SIZE_LOG2)  // 2 MiB
+#define SS_SLAB_SIZE_LOG2 16
+#define SS_SLAB_SIZE ((size_t)1 << SS_SLAB_SIZE_LOG2)  // 64 KiB
+#define SS_SLABS_PER_SUPERSLAB (1u << (SS_SIZE_LOG2 - SS_SLAB_SIZE_LOG2))  // 32
+#define SS_HEADER_SIZE ((size_t)4096)  // header page at the start of slab 0
+#define SS_MAGIC UINT64_C(0x48414b4d53535342)  // "HAKMSSSB"
+
+// Registry geometry: 47-bit user addresses >> 21 = 26 bits of SuperSlab index.
+#define SS_REGISTRY_ADDRESS_BITS 47
+#define SS_REGISTRY_INDEX_BITS (SS_REGISTRY_ADDRESS_BITS - SS_SIZE_LOG2)  // 26
+#define SS_REGISTRY_LEAF_BITS 13                                           // 8192 entries, 64 KiB
+#define SS_REGISTRY_TOP_ENTRIES ((size_t)1 << (SS_REGISTRY_INDEX_BITS - SS_REGISTRY_LEAF_BITS))
+#define SS_REGISTRY_LEAF_ENTRIES ((size_t)1 << SS_REGISTRY_LEAF_BITS)
+
+// The metadata of one slab: one cache line, so the owner's hot fields share a line and two slabs
+// (possibly two owners) never share one. The pool writes `kind`, `span_slabs`, `span_head`,
+// `zeroed` and resets the others on every acquisition; then the slab's user owns the fields.
+typedef struct ss_slab {
+  void *free_list;       // owner-only: local free list of blocks
+  void *remote_free;     // atomic: other threads push freed blocks with a release CAS; the owner
+                         // takes the whole list with an acquire exchange; emptiness checks relaxed
+  uint64_t owner;        // atomic: owner thread id, 0 when unowned (CAS by the user layer)
+  uint32_t used;         // owner-only: blocks handed out
+  uint32_t capacity;     // blocks the slab holds (set by the user layer)
+  uint32_t carve;        // owner-only: offset of the first never-handed-out byte
+  uint32_t block_size;   // set by the user layer
+  uint64_t user;         // a spare word for the user layer
+  uint16_t kind;         // the kind given to sp_acquire_slab; SS_KIND_SPAN for span slots
+  uint8_t span_slabs;    // slots in the span this slab heads: 1 for a slab, n for a span head,
+                         // 0 for a span's other slots
+  uint8_t span_head;     // index of the slab heading this slab's span (its own index for a slab)
+  uint8_t zeroed;        // 1 when the slab's (span's) pages were known zero at acquisition
+  uint8_t index;         // this slab's index in its SuperSlab (constant)
+  uint8_t reserved[10];
+} __attribute__((aligned(64))) ss_slab;
+
+#define SS_KIND_SPAN 0xFFFFu
+
+// The SuperSlab header, at the SuperSlab's first byte.
+typedef struct ss_superslab {
+  uint64_t magic;    // SS_MAGIC while mapped
+  uint32_t id;       // directory id (pool bookkeeping lives in a directory indexed by it)
+  uint32_t reserved0;
+  char padding[48];  // slabs[] starts on its own cache line
+  ss_slab slabs[SS_SLABS_PER_SUPERSLAB];
+} ss_superslab;
+
+// The registry tables. Entries are written with release stores and read with acquire loads;
+// leaves are never unmapped. Use the functions below, not these.
+extern ss_superslab **ss_registry_top[SS_REGISTRY_TOP_ENTRIES];
+
+// The SuperSlab containing `pointer` when it is one of ours and mapped, else NULL. Any value is
+// safe (NULL, 1, UINTPTR_MAX, non-canonical addresses): it reads only the registry tables.
+static inline ss_superslab *ss_registry_find(const void *pointer) {
+  uintptr_t index = (uintptr_t)pointer >> SS_SIZE_LOG2;
+  if (__builtin_expect(index >= ((uintptr_t)1 << SS_REGISTRY_INDEX_BITS), 0)) return NULL;
+  // Acquire on both loads: pairs with the release stores that published the leaf and the entry,
+  // so the caller sees the leaf zero-filled and the SuperSlab header initialised.
+  ss_superslab **leaf = __atomic_load_n(&ss_registry_top[index >> SS_REGISTRY_LEAF_BITS], __ATOMIC_ACQUIRE);
+  if (!leaf) return NULL;
+  return __atomic_load_n(&leaf[index & (SS_REGISTRY_LEAF_ENTRIES - 1)], __ATOMIC_ACQUIRE);
+}
+
+// The metadata of the slab owning `pointer`, or NULL when the address is not in a mapped
+// SuperSlab. An address in the header page gives slab 0 (callers that care compare with
+// ss_slab_base). The SuperSlab is ss_from_pointer_unchecked(result).
+static inline ss_slab *ss_registry_lookup(const void *pointer) {
+  ss_superslab *superslab = ss_registry_find(pointer);
+  if (!superslab) return NULL;
+  return &superslab->slabs[((uintptr_t)pointer >> SS_SLAB_SIZE_LOG2) & (SS_SLABS_PER_SUPERSLAB - 1)];
+}
+
+// The SuperSlab of a pointer known to be ours (a mask; no check at all).
+static inline ss_superslab *ss_from_pointer_unchecked(const void *pointer) {
+  return (ss_superslab *)((uintptr_t)pointer & ~(uintptr_t)(SS_SIZE - 1));
+}
+
+// The slab metadata of a pointer known to be ours (a mask and a shift; no check at all).
+static inline ss_slab *ss_slab_from_pointer_unchecked(const void *pointer) {
+  return &ss_from_pointer_unchecked(pointer)
+              ->slabs[((uintptr_t)pointer >> SS_SLAB_SIZE_LOG2) & (SS_SLABS_PER_SUPERSLAB - 1)];
+}
+
+// The SuperSlab a slab's metadata belongs to.
+static inline ss_superslab *ss_slab_superslab(const ss_slab *slab) { return ss_from_pointer_unchecked(slab); }
+
+// The first usable byte of a slab (slab 0 starts after the header page).
+static inline void *ss_slab_base(const ss_slab *slab) {
+  uintptr_t start = (uintptr_t)ss_slab_superslab(slab) + ((uintptr_t)slab->index << SS_SLAB_SIZE_LOG2);
+  return (void *)(slab->index == 0 ? start + SS_HEADER_SIZE : start);
+}
+
+// Usable bytes of `slabs` slots starting at this slab (60 KiB for slab 0 alone, else 64 KiB each).
+static inline size_t ss_slab_usable_size_n(const ss_slab *slab, unsigned slabs) {
+  return ((size_t)slabs << SS_SLAB_SIZE_LOG2) - (slab->index == 0 ? SS_HEADER_SIZE : 0);
+}
+
+// Usable bytes of this slab, or of the whole span when `slab` heads one.
+static inline size_t ss_slab_usable_size(const ss_slab *slab) {
+  return ss_slab_usable_size_n(slab, slab->span_slabs ? slab->span_slabs : 1);
+}
+
+// Maps a new SuperSlab (2 MiB aligned, through hk_os), initialises its header, gives it a
+// directory id and registers it. Its slots are all held by the caller (state CACHED) until the
+// shared pool puts them in service. NULL with errno (ENOMEM) on failure. Lock-free; thread-safe.
+ss_superslab *ss_superslab_map(void);
+
+// Deregisters and unmaps a SuperSlab whose slots are all held by the caller (state CACHED), as
+// ss_superslab_map returned it or as ss_cache_pop gives it. Its directory id becomes reusable.
+void ss_superslab_unmap(ss_superslab *superslab);
+
+// Puts a fully free SuperSlab whose slots the caller holds (CACHED) into the LRU cache, stamped
+// `now_ms`; trims the cache at once when this exceeds its count or byte bound.
+void ss_cache_push(ss_superslab *superslab, uint64_t now_ms);
+
+// Takes the most recently cached SuperSlab (its slots stay CACHED, held by the caller), or NULL.
+ss_superslab *ss_cache_pop(void);
+
+// Milliseconds of CLOCK_MONOTONIC (a vDSO read, no syscall on Linux).
+uint64_t ss_clock_ms(void);
+
+// Applies the LRU cache's policy at time `now_ms`: cached SuperSlabs idle past
+// HAKMEM_SS_DECOMMIT_DELAY_MS are decommitted; those beyond HAKMEM_SS_CACHE_MAX_COUNT /
+// _MAX_BYTES (oldest first) or idle past HAKMEM_SS_CACHE_TTL_MS are unmapped. With `force`,
+// decommits and unmaps every cached SuperSlab. Returns the bytes decommitted plus unmapped.
+size_t ss_cache_trim(uint64_t now_ms, int force);
+
+// Fully free SuperSlabs in the LRU cache now.
+size_t ss_cache_count(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif  // HAKMEM_ALLOCATOR_SUPERSLAB_REGISTRY_H_
