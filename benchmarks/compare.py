@@ -668,7 +668,8 @@ def parse_args(argv):
     parser.add_argument("--workspace", default=None, help="workspace root (default BUILD_WORKSPACE_DIRECTORY or cwd)")
     parser.add_argument("--list", action="store_true", help="list workloads and allocators, then exit")
     options = parser.parse_args(argv)
-    options.command_line = " ".join(["compare"] + argv)
+    # The wrappers (tools/compare, compare.sh) name the command the user typed; the rest is plumbing.
+    options.command_line = os.environ.get("HAKMEM_COMPARE_COMMAND") or " ".join(["compare.py"] + argv)
     if options.reps is None:
         options.reps = 1 if options.quick else 3
     if options.timeout is None:

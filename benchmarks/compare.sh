@@ -12,4 +12,5 @@ else
   runfiles="$(cd .. && pwd)"
 fi
 benchmarks="$runfiles/hakmem/benchmarks"
+export HAKMEM_COMPARE_COMMAND="bazel run //benchmarks:compare --${*:+ $*}"
 exec python3 "$benchmarks/compare.py" --bin-dir "$benchmarks" --programs-dir "$benchmarks/programs" "$@"
