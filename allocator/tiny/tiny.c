@@ -1,0 +1,455 @@
+// The tiny front's slow paths: refill, flush, remote free, thread exit and adoption.
+// Fast paths and the overview are in tiny.h.
+#define _GNU_SOURCE
+#include "allocator/tiny/tiny.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "allocator/base/bits.h"
+#include "allocator/base/config.h"
+#include "allocator/base/report.h"
+#include "allocator/superslab/shared_pool.h"
+
+__thread tiny_thread_cache tiny_thread __attribute__((tls_model("initial-exec")));
+
+// Owner ids: 0 = no owner (the pool's), 1 = abandoned by an exited thread, 2.. = live threads.
+#define TINY_OWNER_ABANDONED 1u
+static uint64_t next_owner_id = 2;
+
+// ---- Slab references: a slab's identity in 32 bits --------------------------------------------
+// (SuperSlab address >> 21) << 5 | slab index: 26 + 5 bits. 0 means "none" (no SuperSlab at 0).
+// Two references fit the slab's spare `user` word: the previous and next slab of the list the
+// slab is on (the owner's list, or an abandoned list, which uses only `next`).
+#define SLAB_INDEX_BITS (SS_SIZE_LOG2 - SS_SLAB_SIZE_LOG2)
+
+static inline uint32_t slab_ref(const ss_slab *slab) {
+  return (uint32_t)((((uintptr_t)ss_slab_superslab(slab)) >> SS_SIZE_LOG2) << SLAB_INDEX_BITS | slab->index);
+}
+
+static inline ss_slab *slab_from_ref(uint32_t ref) {
+  ss_superslab *superslab = (ss_superslab *)((uintptr_t)(ref >> SLAB_INDEX_BITS) << SS_SIZE_LOG2);
+  return &superslab->slabs[ref & ((1u << SLAB_INDEX_BITS) - 1)];
+}
+
+static inline uint32_t link_next(const ss_slab *slab) { return (uint32_t)slab->user; }
+static inline uint32_t link_prev(const ss_slab *slab) { return (uint32_t)(slab->user >> 32); }
+static inline void set_links(ss_slab *slab, uint32_t prev, uint32_t next) {
+  slab->user = (uint64_t)prev << 32 | next;
+}
+static inline void set_next(ss_slab *slab, uint32_t next) { set_links(slab, link_prev(slab), next); }
+static inline void set_prev(ss_slab *slab, uint32_t prev) { set_links(slab, prev, link_next(slab)); }
+
+// ---- Slab lists --------------------------------------------------------------------------------
+// A doubly linked list of slabs through their `user` words: a thread's other slabs of a class,
+// or a class's abandoned slabs. O(1) push and unlink.
+typedef struct {
+  uint32_t head, tail;  // slab refs, 0 when empty
+  uint64_t count;       // written by the list's owner (or lock holder); read relaxed by tests
+} slab_list;
+
+static void list_unlink(slab_list *list, ss_slab *slab) {
+  uint32_t prev = link_prev(slab), next = link_next(slab);
+  if (prev) set_next(slab_from_ref(prev), next); else list->head = next;
+  if (next) set_prev(slab_from_ref(next), prev); else list->tail = prev;
+  set_links(slab, 0, 0);
+  __atomic_store_n(&list->count, list->count - 1, __ATOMIC_RELAXED);
+}
+
+static void list_push_front(slab_list *list, ss_slab *slab) {
+  uint32_t ref = slab_ref(slab);
+  set_links(slab, 0, list->head);
+  if (list->head) set_prev(slab_from_ref(list->head), ref); else list->tail = ref;
+  list->head = ref;
+  __atomic_store_n(&list->count, list->count + 1, __ATOMIC_RELAXED);
+}
+
+static void list_push_back(slab_list *list, ss_slab *slab) {
+  uint32_t ref = slab_ref(slab);
+  set_links(slab, list->tail, 0);
+  if (list->tail) set_next(slab_from_ref(list->tail), ref); else list->head = ref;
+  list->tail = ref;
+  __atomic_store_n(&list->count, list->count + 1, __ATOMIC_RELAXED);
+}
+
+// ---- Per-thread slow-path state ---------------------------------------------------------------
+// Kept out of tiny_thread so the fast paths' TLS block stays small.
+typedef struct {
+  ss_slab *current;  // the slab refills take blocks from; on no list
+  slab_list owned;   // the thread's other slabs of this class
+} tiny_class_state;
+
+static __thread tiny_class_state class_states[TINY_CLASS_COUNT] __attribute__((tls_model("initial-exec")));
+
+// ---- Counters ---------------------------------------------------------------------------------
+static tiny_class_stats class_stats[TINY_CLASS_COUNT];
+static int stats_enabled;  // HAKMEM_STATS != 0; set (relaxed) at each thread's first refill
+
+#define COUNT(class_index, field, amount)                                                     \
+  do {                                                                                        \
+    if (HK_UNLIKELY(__atomic_load_n(&stats_enabled, __ATOMIC_RELAXED)))                                                       \
+      __atomic_fetch_add(&class_stats[class_index].field, (amount), __ATOMIC_RELAXED);        \
+  } while (0)
+
+void tiny_stats_get(tiny_class_stats *out) {
+  for (unsigned c = 0; c < TINY_CLASS_COUNT; c++) {
+    const uint64_t *source = (const uint64_t *)&class_stats[c];
+    uint64_t *target = (uint64_t *)&out[c];
+    for (size_t i = 0; i < sizeof(tiny_class_stats) / sizeof(uint64_t); i++)
+      target[i] = __atomic_load_n(&source[i], __ATOMIC_RELAXED);
+  }
+}
+
+// ---- Abandoned slabs --------------------------------------------------------------------------
+// One list per class, under a tiny spin lock. Only thread exit
+// and refills that found no block in their own slabs take it, so it is never hot.
+typedef struct {
+  uint32_t lock;   // 0 free, 1 held: acquire exchange to take, release store to give back
+  slab_list list;  // guarded by lock; list.count is also read relaxed as an emptiness hint
+} __attribute__((aligned(64))) tiny_abandoned_list;
+
+static tiny_abandoned_list abandoned[TINY_CLASS_COUNT];
+
+static void abandoned_lock(unsigned class_index) {
+  // Acquire: the holder sees every write the previous holder made before releasing, which
+  // includes the abandoning thread's last writes to the slab's owner-only fields.
+  while (__atomic_exchange_n(&abandoned[class_index].lock, 1, __ATOMIC_ACQUIRE)) {
+    while (__atomic_load_n(&abandoned[class_index].lock, __ATOMIC_RELAXED)) hk_cpu_relax();
+  }
+  COUNT(class_index, abandoned_lock_takes, 1);
+}
+
+static void abandoned_unlock(unsigned class_index) {
+  __atomic_store_n(&abandoned[class_index].lock, 0, __ATOMIC_RELEASE);
+}
+
+size_t tiny_abandoned_count(unsigned class_index) {
+  return (size_t)__atomic_load_n(&abandoned[class_index].list.count, __ATOMIC_RELAXED);
+}
+
+void tiny_prefork(void) {
+  for (unsigned c = 0; c < TINY_CLASS_COUNT; c++) abandoned_lock(c);
+}
+
+void tiny_postfork_parent(void) {
+  for (unsigned c = 0; c < TINY_CLASS_COUNT; c++) abandoned_unlock(c);
+}
+
+void tiny_postfork_child(void) {
+  for (unsigned c = 0; c < TINY_CLASS_COUNT; c++) abandoned_unlock(c);
+}
+
+// ---- Thread set-up and exit -------------------------------------------------------------------
+static pthread_key_t exit_key;
+static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
+
+static void thread_exit_destructor(void *unused);
+
+static void create_exit_key(void) {
+  // Key creation uses no malloc for the first PTHREAD_KEYS_MAX keys' storage in glibc.
+  if (pthread_key_create(&exit_key, thread_exit_destructor) != 0) hk_report_fatal("tiny: pthread_key_create failed");
+}
+
+// Bin capacity per class: more blocks for small classes (cheap to hold), fewer for large ones, so
+// a bin holds at most ~16 KiB. Measured: see docs/tiny.md.
+static uint32_t bin_capacity(unsigned class_index) {
+  uint32_t capacity = 16384u / tiny_class_size[class_index];
+  if (capacity > 256) capacity = 256;
+  if (capacity < 16) capacity = 16;
+  return capacity;
+}
+
+static void thread_init(void) {
+  __atomic_store_n(&stats_enabled, hk_config_string(HK_OPT_STATS)[0] != '0', __ATOMIC_RELAXED);
+  pthread_once(&exit_key_once, create_exit_key);
+  // Any non-NULL value makes the destructor run at thread exit.
+  pthread_setspecific(exit_key, &tiny_thread);
+  tiny_thread.owner_id = __atomic_fetch_add(&next_owner_id, 1, __ATOMIC_RELAXED);
+  for (unsigned c = 0; c < TINY_CLASS_COUNT; c++) tiny_thread.bins[c].capacity = bin_capacity(c);
+}
+
+// ---- Slab helpers -----------------------------------------------------------------------------
+static void release_slab(unsigned class_index, ss_slab *slab) {
+  __atomic_store_n(&slab->owner, 0, __ATOMIC_RELAXED);
+  slab->free_list = NULL;
+  COUNT(class_index, slabs_released, 1);
+  sp_release_slab(slab);
+}
+
+// Moves the blocks other threads freed to `slab` onto its local free list. Returns how many.
+static uint32_t collect_remote(unsigned class_index, ss_slab *slab) {
+  if (!__atomic_load_n(&slab->remote_free, __ATOMIC_RELAXED)) return 0;  // cheap emptiness check
+  // Acquire pairs with the pushers' release CAS: each block's link word is visible.
+  void *list = __atomic_exchange_n(&slab->remote_free, NULL, __ATOMIC_ACQUIRE);
+  uint32_t count = 0;
+  void *tail = NULL;
+  for (void *block = list; block; block = *(void **)block) {
+    tail = block;
+    count++;
+  }
+  if (tail) {
+    *(void **)tail = slab->free_list;
+    slab->free_list = list;
+    slab->used -= count;
+    COUNT(class_index, remote_collected, count);
+  }
+  return count;
+}
+
+// Moves up to `want` free blocks of `slab` into `bin`: local free list, remote frees, carving.
+static uint32_t take_blocks(unsigned class_index, ss_slab *slab, tiny_bin *bin, uint32_t want) {
+  uint32_t got = 0;
+  while (got < want) {
+    void *block = slab->free_list;
+    if (!block) {
+      if (collect_remote(class_index, slab) == 0) break;
+      continue;
+    }
+    slab->free_list = *(void **)block;
+    *(void **)block = bin->head;
+    bin->head = block;
+    got++;
+  }
+  uint32_t size = slab->block_size;
+  uint32_t limit = slab->capacity * size;
+  if (got < want && slab->carve < limit) {
+    // Carve in address order: the chain runs first -> ... -> last -> old bin head.
+    char *base = (char *)ss_slab_base(slab);
+    uint32_t count = (limit - slab->carve) / size;
+    if (count > want - got) count = want - got;
+    char *first = base + slab->carve;
+    char *block = first;
+    for (uint32_t i = 1; i < count; i++, block += size) *(void **)block = block + size;
+    *(void **)block = bin->head;
+    bin->head = first;
+    slab->carve += count * size;
+    got += count;
+  }
+  slab->used += got;
+  bin->count += got;
+  return got;
+}
+
+static void init_new_slab(unsigned class_index, ss_slab *slab) {
+  uint32_t size = tiny_class_size[class_index];
+  slab->block_size = size;
+  slab->capacity = (uint32_t)(ss_slab_usable_size(slab) / size);
+  slab->carve = 0;
+  slab->used = 0;
+  slab->free_list = NULL;
+  set_links(slab, 0, 0);
+  // Relaxed: other threads reach this slab only through blocks we hand out, and handing a block
+  // to another thread is itself a synchronising operation of the program.
+  __atomic_store_n(&slab->owner, tiny_thread.owner_id, __ATOMIC_RELAXED);
+}
+
+// Up to this many owned slabs are examined per refill before adopting or taking a new slab.
+#define OWNED_SCAN_LIMIT 16
+// Up to this many abandoned slabs are adopted per refill before a new slab is taken.
+#define ADOPT_LIMIT 8
+
+static ss_slab *find_owned_with_free_blocks(tiny_class_state *state) {
+  for (uint32_t scanned = 0; scanned < OWNED_SCAN_LIMIT && state->owned.head; scanned++) {
+    ss_slab *slab = slab_from_ref(state->owned.head);
+    if (slab->free_list || __atomic_load_n(&slab->remote_free, __ATOMIC_RELAXED) ||
+        slab->carve < slab->capacity * slab->block_size) {
+      list_unlink(&state->owned, slab);
+      return slab;
+    }
+    // Nothing free here: rotate it to the back so the next scan looks at others first.
+    list_unlink(&state->owned, slab);
+    list_push_back(&state->owned, slab);
+  }
+  return NULL;
+}
+
+static ss_slab *adopt_abandoned(unsigned class_index) {
+  if (!__atomic_load_n(&abandoned[class_index].list.count, __ATOMIC_RELAXED)) return NULL;
+  abandoned_lock(class_index);
+  uint32_t ref = abandoned[class_index].list.head;
+  ss_slab *slab = NULL;
+  if (ref) {
+    slab = slab_from_ref(ref);
+    list_unlink(&abandoned[class_index].list, slab);
+    __atomic_store_n(&slab->owner, tiny_thread.owner_id, __ATOMIC_RELAXED);
+  }
+  abandoned_unlock(class_index);
+  if (slab) COUNT(class_index, slabs_adopted, 1);
+  return slab;
+}
+
+void *tiny_alloc_refill(unsigned class_index) {
+  if (HK_UNLIKELY(tiny_thread.owner_id == 0)) thread_init();
+  tiny_bin *bin = &tiny_thread.bins[class_index];
+  tiny_class_state *state = &class_states[class_index];
+  uint32_t want = bin->capacity / 2;
+  uint32_t adopted = 0;
+  for (;;) {
+    ss_slab *slab = state->current;
+    if (slab) {
+      uint32_t got = take_blocks(class_index, slab, bin, want);
+      if (got) {
+        COUNT(class_index, refills, 1);
+        COUNT(class_index, blocks_refilled, got);
+        void *block = bin->head;
+        bin->head = *(void **)block;
+        bin->count--;
+        return block;
+      }
+      // Every block of this slab is out: park it; remote frees or flushes will refill it.
+      list_push_back(&state->owned, slab);
+      state->current = NULL;
+    }
+    slab = find_owned_with_free_blocks(state);
+    if (!slab && adopted < ADOPT_LIMIT && (slab = adopt_abandoned(class_index)) != NULL) adopted++;
+    if (!slab) {
+      slab = sp_acquire_slab(class_index);
+      if (!slab) {
+        errno = ENOMEM;
+        return NULL;
+      }
+      init_new_slab(class_index, slab);
+      COUNT(class_index, slabs_acquired, 1);
+    }
+    state->current = slab;
+  }
+}
+
+// Returns `count` blocks from the head of the bin to their slabs (all owned by this thread).
+static void flush_bin(unsigned class_index, uint32_t count) {
+  tiny_bin *bin = &tiny_thread.bins[class_index];
+  tiny_class_state *state = &class_states[class_index];
+  COUNT(class_index, flushes, 1);
+  COUNT(class_index, blocks_flushed, count);
+  for (uint32_t i = 0; i < count; i++) {
+    void *block = bin->head;
+    bin->head = *(void **)block;
+    bin->count--;
+    ss_slab *slab = ss_slab_from_pointer_unchecked(block);
+    *(void **)block = slab->free_list;
+    slab->free_list = block;
+    slab->used--;
+    if (slab == state->current) continue;
+    if (slab->used == 0) {
+      list_unlink(&state->owned, slab);
+      release_slab(class_index, slab);
+    } else if (state->owned.head != slab_ref(slab)) {
+      // It has free blocks now: move it to the front, where the next refill looks first.
+      list_unlink(&state->owned, slab);
+      list_push_front(&state->owned, slab);
+    }
+  }
+}
+
+static void push_remote(ss_slab *slab, void *block) {
+  void *head = __atomic_load_n(&slab->remote_free, __ATOMIC_RELAXED);
+  do {
+    *(void **)block = head;
+    // Release: the owner's acquire exchange sees this block's link word.
+  } while (!__atomic_compare_exchange_n(&slab->remote_free, &head, block, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+}
+
+// A free into a slab whose owner exited: the freeing thread takes the slab over, so the slab is
+// released to the pool as soon as its last block comes back instead of waiting on the abandoned
+// list for a refill of its class. Returns 0 when another thread adopted it first.
+static int adopt_on_free(unsigned class_index, ss_slab *slab, void *block) {
+  if (tiny_thread.owner_id == 0) thread_init();
+  abandoned_lock(class_index);
+  int adopted = __atomic_load_n(&slab->owner, __ATOMIC_RELAXED) == TINY_OWNER_ABANDONED;
+  if (adopted) {
+    list_unlink(&abandoned[class_index].list, slab);
+    __atomic_store_n(&slab->owner, tiny_thread.owner_id, __ATOMIC_RELAXED);
+  }
+  abandoned_unlock(class_index);
+  if (!adopted) return 0;
+  COUNT(class_index, slabs_adopted, 1);
+  *(void **)block = slab->free_list;
+  slab->free_list = block;
+  slab->used--;
+  collect_remote(class_index, slab);
+  tiny_class_state *state = &class_states[class_index];
+  if (slab->used == 0) {
+    release_slab(class_index, slab);
+  } else {
+    list_push_front(&state->owned, slab);
+  }
+  return 1;
+}
+
+void tiny_free_slow(void *block, ss_slab *slab) {
+  unsigned class_index = slab->kind;
+  uint64_t owner = __atomic_load_n(&slab->owner, __ATOMIC_RELAXED);
+  tiny_bin *bin = &tiny_thread.bins[class_index];
+  if (owner == tiny_thread.owner_id && owner != 0) {
+    // Our own slab and the bin is full: half of it goes back to the slabs.
+    flush_bin(class_index, bin->count / 2 + 1);
+    *(void **)block = bin->head;
+    bin->head = block;
+    bin->count++;
+    return;
+  }
+  if (owner == TINY_OWNER_ABANDONED && adopt_on_free(class_index, slab, block)) return;
+  COUNT(class_index, remote_frees, 1);
+  push_remote(slab, block);
+}
+
+void tiny_invalid_free(void *block, const char *call) {
+  hk_report_invalid_pointer(call, "invalid pointer (not the start of a block)", block);
+}
+
+void *tiny_calloc(size_t size) {
+  unsigned class_index = tiny_size_to_class(size);
+  ss_slab *slab = class_states[class_index].current;
+  if (slab && slab->zeroed) {
+    uint32_t block_size = slab->block_size;
+    if (slab->carve + block_size <= slab->capacity * block_size) {
+      // Never handed out since the slab's pages were known zero: no memset needed.
+      void *block = (char *)ss_slab_base(slab) + slab->carve;
+      slab->carve += block_size;
+      slab->used++;
+      return block;
+    }
+  }
+  void *block = tiny_alloc_class(class_index);
+  if (block) memset(block, 0, tiny_class_size[class_index]);
+  return block;
+}
+
+static void abandon_or_release(unsigned class_index, ss_slab *slab) {
+  collect_remote(class_index, slab);
+  if (slab->used == 0) {
+    release_slab(class_index, slab);
+    return;
+  }
+  COUNT(class_index, slabs_abandoned, 1);
+  abandoned_lock(class_index);
+  __atomic_store_n(&slab->owner, TINY_OWNER_ABANDONED, __ATOMIC_RELAXED);
+  list_push_front(&abandoned[class_index].list, slab);
+  abandoned_unlock(class_index);
+}
+
+void tiny_thread_flush(void) {
+  if (tiny_thread.owner_id == 0) return;
+  for (unsigned c = 0; c < TINY_CLASS_COUNT; c++) {
+    tiny_bin *bin = &tiny_thread.bins[c];
+    if (bin->count) flush_bin(c, bin->count);
+    bin->capacity = 0;  // frees from now on take the slow path until the thread allocates again
+    tiny_class_state *state = &class_states[c];
+    if (state->current) {
+      abandon_or_release(c, state->current);
+      state->current = NULL;
+    }
+    while (state->owned.head) {
+      ss_slab *slab = slab_from_ref(state->owned.head);
+      list_unlink(&state->owned, slab);
+      abandon_or_release(c, slab);
+    }
+  }
+  tiny_thread.owner_id = 0;
+}
+
+static void thread_exit_destructor(void *unused) {
+  (void)unused;
+  tiny_thread_flush();
+}

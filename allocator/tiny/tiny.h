@@ -1,0 +1,146 @@
+// The tiny front: blocks of 1 B .. 1 KiB (the classes are in tiny_size_classes.h).
+//
+// Each thread keeps, per class, a cache ("bin") of free blocks as a singly linked list threaded
+// through the blocks' first word. Allocation that hits the bin and a free of a block from a slab
+// the calling thread owns are the inline fast paths below: no lock, no atomic read-modify-write,
+// no syscall, no out-of-line call. Everything else is in tiny.c:
+//   refill   a batch from the thread's current slab: its local free list, then the blocks other
+//            threads freed to it (one atomic exchange), then fresh blocks carved from it, then
+//            another owned slab with free blocks, an abandoned slab (adoption), a pool slab;
+//   flush    when a bin is full, half of it goes back to its slabs; a slab whose last block
+//            comes back is released to the shared pool at once;
+//   remote   a block of another thread's slab is pushed on that slab's atomic remote list;
+//   exit     a pthread key destructor flushes the bins and abandons the thread's slabs; slabs
+//            still holding live blocks wait on a per-class list for another thread to adopt.
+#ifndef HAKMEM_ALLOCATOR_TINY_TINY_H_
+#define HAKMEM_ALLOCATOR_TINY_TINY_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "allocator/superslab/registry.h"
+#include "allocator/tiny/tiny_size_classes.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// A per-thread cache of free blocks of one class.
+typedef struct {
+  void *head;         // first free block; each block's first word points to the next
+  uint32_t count;     // blocks in the list
+  uint32_t capacity;  // a free beyond this flushes half the bin back to the slabs
+} tiny_bin;
+
+// The calling thread's tiny state. Initial-exec TLS: one fixed offset from the thread pointer,
+// no __tls_get_addr call (the preload library is loaded at start-up, so static TLS is available).
+typedef struct {
+  tiny_bin bins[TINY_CLASS_COUNT];
+  uint64_t owner_id;  // this thread's id in slab owner fields; 0 until the thread's first refill
+} tiny_thread_cache;
+
+extern __thread tiny_thread_cache tiny_thread __attribute__((tls_model("initial-exec")));
+
+// Per-class counters, summed over every thread (relaxed atomics, bumped on slow paths only).
+typedef struct {
+  uint64_t refills;              // bin refills
+  uint64_t blocks_refilled;      // blocks moved into bins by refills
+  uint64_t flushes;              // bin flushes (bin full, or thread exit)
+  uint64_t blocks_flushed;       // blocks moved from bins back to slabs
+  uint64_t remote_frees;         // blocks pushed onto another thread's (or an abandoned) slab
+  uint64_t remote_collected;     // remotely freed blocks collected by owners
+  uint64_t slabs_acquired;       // slabs taken from the shared pool
+  uint64_t slabs_released;       // slabs given back to the pool (their last block came back)
+  uint64_t slabs_abandoned;      // slabs left with live blocks by an exiting thread
+  uint64_t slabs_adopted;        // abandoned slabs taken over by another thread
+  uint64_t abandoned_lock_takes; // acquisitions of the per-class abandoned-list lock
+} tiny_class_stats;
+
+// Out-of-line paths (tiny.c).
+void *tiny_alloc_refill(unsigned class_index);
+void tiny_free_slow(void *block, ss_slab *slab);
+__attribute__((noreturn, cold)) void tiny_invalid_free(void *block, const char *call);
+
+// Allocates a block of at least `size` bytes (size <= TINY_MAX_SIZE), or NULL with ENOMEM.
+static inline void *tiny_alloc(size_t size) {
+  unsigned class_index = tiny_size_to_class(size);
+  tiny_bin *bin = &tiny_thread.bins[class_index];
+  void *block = bin->head;
+  if (__builtin_expect(block != NULL, 1)) {
+    bin->head = *(void **)block;
+    bin->count--;
+    return block;
+  }
+  return tiny_alloc_refill(class_index);
+}
+
+// Allocates a block of class `class_index`.
+static inline void *tiny_alloc_class(unsigned class_index) {
+  tiny_bin *bin = &tiny_thread.bins[class_index];
+  void *block = bin->head;
+  if (__builtin_expect(block != NULL, 1)) {
+    bin->head = *(void **)block;
+    bin->count--;
+    return block;
+  }
+  return tiny_alloc_refill(class_index);
+}
+
+// True when `block` is the start of a block of `slab` (a tiny slab): in range and on a block
+// boundary. A multiply instead of a division: offset % size == 0 exactly when
+// offset * ceil(2^64 / size) wraps to less than ceil(2^64 / size) (offsets < 2^32).
+static inline int tiny_is_block_start(const void *block, const ss_slab *slab) {
+  uint64_t offset = (uint64_t)((uintptr_t)block - (uintptr_t)ss_slab_base(slab));
+  uint64_t size = slab->block_size;
+  if (offset >= (uint64_t)slab->capacity * size) return 0;
+  uint64_t reciprocal = UINT64_MAX / size + 1;
+  return offset * reciprocal <= reciprocal - 1;
+}
+
+// Frees `block`, which lies in tiny slab `slab` (as ss_registry_lookup found it). `call` names the
+// API function for the message when the pointer is not a block start.
+static inline void tiny_free(void *block, ss_slab *slab, const char *call) {
+  if (__builtin_expect(!tiny_is_block_start(block, slab), 0)) tiny_invalid_free(block, call);
+  tiny_bin *bin = &tiny_thread.bins[slab->kind];
+  // Relaxed load: only the owner itself stores its own id, so reading our id is stable; any
+  // other value just routes the block to the slow path.
+  uint64_t owner = __atomic_load_n(&slab->owner, __ATOMIC_RELAXED);
+  if (__builtin_expect(owner == tiny_thread.owner_id && bin->count < bin->capacity, 1)) {
+    *(void **)block = bin->head;
+    bin->head = block;
+    bin->count++;
+    return;
+  }
+  tiny_free_slow(block, slab);
+}
+
+// The usable size of a tiny block: its class size.
+static inline size_t tiny_usable_size(const ss_slab *slab) { return slab->block_size; }
+
+// True when `slab` (from ss_registry_lookup) belongs to the tiny front.
+static inline int tiny_owns_slab(const ss_slab *slab) { return slab->kind < TINY_CLASS_COUNT; }
+
+// Allocates a zero-filled block of at least `size` bytes. A block carved from never-touched
+// pages of the thread's current slab is handed out without a memset; others are cleared.
+void *tiny_calloc(size_t size);
+
+// Flushes the calling thread's bins and abandons its slabs (what thread exit does); the thread
+// may allocate again afterwards. For tests and fork handling.
+void tiny_thread_flush(void);
+
+// Sums the per-class counters into `out` (TINY_CLASS_COUNT entries).
+void tiny_stats_get(tiny_class_stats *out);
+
+// Slabs waiting for adoption in class `class_index` now.
+size_t tiny_abandoned_count(unsigned class_index);
+
+// Pre-fork / post-fork hooks: hold and release the abandoned-list locks across fork().
+void tiny_prefork(void);
+void tiny_postfork_parent(void);
+void tiny_postfork_child(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif  // HAKMEM_ALLOCATOR_TINY_TINY_H_
