@@ -46,7 +46,8 @@ static uint64_t sp_map_generation;
 // (claimed by CAS so one thread runs each pass).
 static uint64_t sp_clock_cached_ms;
 static uint64_t sp_last_maintenance_ms;
-static __thread uint32_t sp_thread_calls;
+// initial-exec: no __tls_get_addr (which may allocate) when this runs inside malloc.
+static __thread uint32_t sp_thread_calls __attribute__((tls_model("initial-exec")));
 
 static uint32_t *slot_link(uint32_t slot) {
   return &ss_directory[slot / SS_SLABS_PER_SUPERSLAB].slot_next[slot % SS_SLABS_PER_SUPERSLAB];
