@@ -273,7 +273,8 @@ static uint64_t sp_tick(void) {
   uint64_t ttl = (uint64_t)hk_config_int(HK_OPT_SS_CACHE_TTL_MS);
   uint64_t interval = (delay < ttl ? delay : ttl) / 4;
   uint64_t last = __atomic_load_n(&sp_last_maintenance_ms, __ATOMIC_RELAXED);
-  if (now - last >= interval &&
+  // now > last: another thread may have stored a later clock reading than ours.
+  if (now > last && now - last >= interval &&
       __atomic_compare_exchange_n(&sp_last_maintenance_ms, &last, now, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
     hk_stat_add(HK_STAT_SP_MAINTENANCE_RUNS, 1);
     sp_age(now, 0);
