@@ -87,14 +87,12 @@ static inline void *tiny_alloc_class(unsigned class_index) {
 }
 
 // True when `block` is the start of a block of `slab` (a tiny slab): in range and on a block
-// boundary. A multiply instead of a division: offset % size == 0 exactly when
-// offset * ceil(2^64 / size) wraps to less than ceil(2^64 / size) (offsets < 2^32).
+// boundary, checked with a multiply by the class's reciprocal instead of a division.
 static inline int tiny_is_block_start(const void *block, const ss_slab *slab) {
   uint64_t offset = (uint64_t)((uintptr_t)block - (uintptr_t)ss_slab_base(slab));
-  uint64_t size = slab->block_size;
-  if (offset >= (uint64_t)slab->capacity * size) return 0;
-  uint64_t reciprocal = UINT64_MAX / size + 1;
-  return offset * reciprocal <= reciprocal - 1;
+  if (offset >= (uint64_t)slab->capacity * slab->block_size) return 0;
+  uint64_t reciprocal = tiny_class_reciprocal[slab->kind];
+  return offset * reciprocal < reciprocal;
 }
 
 // Frees `block`, which lies in tiny slab `slab` (as ss_registry_lookup found it). `call` names the
