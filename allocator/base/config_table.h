@@ -21,6 +21,20 @@
   X(SS_CACHE_TTL_MS, "HAKMEM_SS_CACHE_TTL_MS", INT, "30000",                                      \
     "a SuperSlab idle in the LRU cache this long (ms) is unmapped")                             \
   X(SS_DECOMMIT_DELAY_MS, "HAKMEM_SS_DECOMMIT_DELAY_MS", INT, "1000",                             \
-    "an empty slab or cached SuperSlab idle this long (ms) has its pages decommitted")
+    "an empty slab or cached SuperSlab idle this long (ms) has its pages decommitted")            \
+  X(ACE_CACHE_BUDGET, "HAKMEM_ACE_CACHE_BUDGET", INT, "64M",                                      \
+    "most bytes of mid/large per-thread cache capacity, all threads together")                  \
+  X(ACE_CLASS_MAX_BYTES, "HAKMEM_ACE_CLASS_MAX_BYTES", INT, "1M",                                 \
+    "most bytes one thread caches for one mid/large class (2 to 256 blocks)")                   \
+  X(ACE_EPOCH_MS, "HAKMEM_ACE_EPOCH_MS", INT, "100",                                              \
+    "a mid/large class unused for a whole epoch (ms) halves its per-thread cache")              \
+  X(ACE_IDLE_MS, "HAKMEM_ACE_IDLE_MS", INT, "1000",                                               \
+    "a mid/large class unused this long (ms) empties its per-thread cache into the pool")       \
+  X(HUGE_CACHE_MAX_COUNT, "HAKMEM_HUGE_CACHE_MAX_COUNT", INT, "16",                               \
+    "most freed huge mappings (> 512 KiB) kept for reuse (at most 64; 0 unmaps at once)")       \
+  X(HUGE_CACHE_MAX_BYTES, "HAKMEM_HUGE_CACHE_MAX_BYTES", INT, "256M",                             \
+    "most bytes of freed huge mappings kept for reuse")                                         \
+  X(HUGE_CACHE_TTL_MS, "HAKMEM_HUGE_CACHE_TTL_MS", INT, "2000",                                   \
+    "a freed huge mapping unused this long (ms) is unmapped")
 
 #endif  // HAKMEM_ALLOCATOR_BASE_CONFIG_TABLE_H_

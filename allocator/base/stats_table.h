@@ -44,6 +44,20 @@
   X(SP_LOCK_ACQUISITIONS, "sp.lock_acquisitions", "mapping-lock acquisitions (one per new mapping)") \
   X(SP_LOCK_WAITS, "sp.lock_waits", "acquisitions that waited for another thread's mapping") \
   X(SP_SLABS_DECOMMITTED, "sp.slabs_decommitted", "idle empty slabs of live SuperSlabs decommitted") \
-  X(SP_MAINTENANCE_RUNS, "sp.maintenance_runs", "opportunistic aging passes (decommit, cache trim)")
+  X(SP_MAINTENANCE_RUNS, "sp.maintenance_runs", "opportunistic aging passes (decommit, cache trim)") \
+  /* Mid/large (ACE) and huge blocks. */                                                   \
+  X(ACE_SPANS_ACQUIRED, "ace.spans_acquired", "multi-slot spans taken by mid/large classes") \
+  X(ACE_SPANS_RELEASED, "ace.spans_released", "multi-slot spans given back to the pool")    \
+  X(ACE_CAPACITY_GROWS, "ace.capacity_grows", "per-thread cache capacity doublings")         \
+  X(ACE_CAPACITY_SHRINKS, "ace.capacity_shrinks", "per-thread cache capacity halvings")      \
+  X(ACE_BUDGET_DENIED, "ace.budget_denied", "cache growths refused by HAKMEM_ACE_CACHE_BUDGET") \
+  X(ACE_IDLE_FLUSHES, "ace.idle_flushes", "per-thread class caches emptied because idle")    \
+  X(ACE_HUGE_MAPPED, "ace.huge_mapped", "new huge mappings")                                 \
+  X(ACE_HUGE_UNMAPPED, "ace.huge_unmapped", "huge mappings unmapped")                        \
+  X(ACE_HUGE_CACHED, "ace.huge_cached", "freed huge mappings kept in the cache")             \
+  X(ACE_HUGE_REUSED, "ace.huge_reused", "huge allocations served by a cached mapping")       \
+  X(ACE_HUGE_EVICTED, "ace.huge_evicted", "cached huge mappings unmapped by the count/byte bounds") \
+  X(ACE_HUGE_EXPIRED, "ace.huge_expired", "cached huge mappings unmapped past the TTL or by a forced trim") \
+  X(ACE_HUGE_REMAPS, "ace.huge_remaps", "mremap calls on huge blocks (resize, cache fits)")
 
 #endif  // HAKMEM_ALLOCATOR_BASE_STATS_TABLE_H_

@@ -1,0 +1,91 @@
+// ACE entry points that are not fast paths: calloc, aligned allocation, resize, trim, fork, stats.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <string.h>
+
+#include "allocator/base/bits.h"
+#include "allocator/midlarge/ace.h"
+#include "allocator/midlarge/ace_internal.h"
+#include "allocator/os/os.h"
+#include "allocator/superslab/registry.h"
+
+// A bin pop for a given class (ace_alloc computes the class from the size).
+static inline void *alloc_class(unsigned c) {
+  ace_bin *bin = &ace_thread.bins[c];
+  void *block = bin->head;
+  if (HK_LIKELY(block != NULL)) {
+    bin->head = *(void **)block;
+    bin->count--;
+    bin->hits++;
+    return block;
+  }
+  return ace_alloc_refill(c);
+}
+
+void *ace_calloc(size_t size) {
+  if (size > ACE_HUGE_THRESHOLD) return ace_huge_alloc_zeroed(size);
+  unsigned c = ace_size_to_class(size);
+  void *block = ace_take_zeroed(c);
+  if (block) return block;
+  block = alloc_class(c);
+  if (block) memset(block, 0, size);
+  return block;
+}
+
+// The alignment every block of class c has: slab and span bases are 4 KiB aligned (slot 0
+// starts 4 KiB in; other slots 64 KiB aligned), so blocks share the block size's power-of-two
+// factor up to 4 KiB.
+static inline size_t class_alignment(unsigned c) {
+  size_t size = ace_class_size(c);
+  size_t factor = size & (~size + 1);
+  return factor < 4096 ? factor : 4096;
+}
+
+void *ace_alloc_aligned(size_t alignment, size_t size) {
+  if (size < ACE_MIN_SIZE) size = ACE_MIN_SIZE;
+  if (size <= ACE_HUGE_THRESHOLD && alignment <= 4096) {
+    for (unsigned c = ace_size_to_class(size); c < ACE_CLASS_COUNT; c++)
+      if (class_alignment(c) >= alignment) return alloc_class(c);
+  }
+  return ace_huge_alloc(size, alignment);
+}
+
+void *ace_resize(void *block, ss_slab *slab, size_t new_size) {
+  if (!slab) return ace_huge_resize(block, new_size);
+  size_t size = ace_slab_head(slab)->block_size;
+  // In place while it fits and wastes at most half the block; beyond that a smaller class
+  // (or tiny) keeps memory better and the copy is cheap.
+  if (new_size <= size && new_size > size / 2) return block;
+  return NULL;
+}
+
+size_t ace_trim(int force) { return ace_adapt_trim(force) + ace_huge_trim(force); }
+
+void ace_prefork(void) {
+  ace_mid_prefork();
+  ace_huge_prefork();
+}
+
+void ace_postfork_parent(void) {
+  ace_huge_postfork_parent();
+  ace_mid_postfork();
+}
+
+void ace_postfork_child(void) {
+  ace_huge_postfork_child();
+  ace_mid_postfork();
+}
+
+void ace_stats_get(ace_stats *out) {
+  memset(out, 0, sizeof(*out));
+  if (ace_thread.owner_id) ace_fold_hits();
+  for (unsigned c = 0; c < ACE_CLASS_COUNT; c++) {
+    const uint64_t *source = (const uint64_t *)&ace_class_counters[c];
+    uint64_t *target = (uint64_t *)&out->classes[c];
+    for (size_t i = 0; i < sizeof(ace_class_stats) / sizeof(uint64_t); i++)
+      target[i] = __atomic_load_n(&source[i], __ATOMIC_RELAXED);  // relaxed: counters only add up
+  }
+  out->budget_used = ace_budget_used();
+  out->budget_limit = ace_budget_limit();
+  ace_huge_stats(out);
+}

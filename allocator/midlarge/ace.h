@@ -1,0 +1,216 @@
+// ACE, the mid/large allocator (1025 B .. 512 KiB) and huge blocks (> 512 KiB).
+//
+// Mid and large sizes share one scheme: 36 size classes, four per doubling (1280 B .. 512 KiB),
+// kinds ACE_KIND_BASE + class. A class's blocks are carved from a "slab" that is either one
+// 64 KiB pool slab (sp_acquire_slab) or a span of 2..16 contiguous slots (sp_acquire_span), the
+// slot count chosen per class so the slab holds >= 8 blocks (>= 2 for the largest classes) with
+// under 1/32 tail waste. See docs/midlarge.md for the table, the waste bound and the policy.
+//
+// Each thread keeps per class a cache ("bin") of free blocks. The inline fast paths below (a
+// bin hit; a free into a slab the calling thread owns while its bin has room) take no lock, do
+// no atomic read-modify-write, make no syscall and call nothing out of line. The adaptive cache
+// engine (ace_adaptive.c) sizes each bin from its misses and overflows, shrinks it when the
+// class goes idle, and bounds the sum of all bins by a global byte budget.
+//
+// Huge blocks are their own page-aligned mappings (ace_huge.c): a lock-guarded hash table knows
+// the live ones, a bounded cache keeps recently freed mappings committed for reuse, and resizing
+// uses mremap (no copy). They are not in the SuperSlab registry.
+//
+// Never calls malloc or stdio. Headers usable from C++ (GCC __atomic builtins, no _Atomic).
+#ifndef HAKMEM_ALLOCATOR_MIDLARGE_ACE_H_
+#define HAKMEM_ALLOCATOR_MIDLARGE_ACE_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "allocator/superslab/registry.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ACE_MIN_SIZE 1025                    // sizes above TINY_MAX_SIZE
+#define ACE_HUGE_THRESHOLD (512u << 10)      // larger sizes are huge
+#define ACE_CLASS_COUNT 36                   // 4 per doubling from 1 KiB to 512 KiB
+#define ACE_KIND_BASE 20                     // pool kinds 20 .. 55 (tiny uses 0 .. 19)
+#define ACE_MAX_SPAN_SLOTS 16                // a class's slab is at most 16 slots (1 MiB)
+
+// A per-thread cache of free blocks of one class.
+typedef struct {
+  void *head;         // first free block; each block's first word points to the next
+  uint32_t count;     // blocks in the list
+  uint32_t capacity;  // a free beyond this flushes blocks back to the slabs (adapted by ACE)
+  uint64_t hits;      // allocations served by the bin since the last fold into the counters
+} ace_bin;
+
+// The calling thread's state read by the fast paths (initial-exec TLS: one fixed offset).
+typedef struct {
+  ace_bin bins[ACE_CLASS_COUNT];
+  uint64_t owner_id;  // this thread's id in slab owner fields; 0 until the first refill
+} ace_thread_cache;
+
+extern __thread ace_thread_cache ace_thread __attribute__((tls_model("initial-exec")));
+
+// Per-class counters summed over threads (relaxed atomics, slow paths only; collected when
+// HAKMEM_STATS is on, except hits, which threads fold in at refills and exit).
+typedef struct {
+  uint64_t hits;              // allocations served by a bin (folded in lazily)
+  uint64_t misses;            // allocations that found the bin empty (refills)
+  uint64_t blocks_refilled;   // blocks moved into bins
+  uint64_t overflows;         // frees that found the bin full (flushes)
+  uint64_t blocks_flushed;    // blocks moved from bins back to slabs
+  uint64_t remote_frees;      // blocks pushed onto another thread's slab
+  uint64_t capacity_grows;    // bin capacity doublings
+  uint64_t capacity_shrinks;  // bin capacity halvings (idle class)
+  uint64_t budget_denied;     // growths refused by the global byte budget
+  uint64_t idle_flushes;      // bins emptied because their class went idle
+  uint64_t slabs_acquired;    // slabs/spans taken from the shared pool
+  uint64_t slabs_released;    // slabs/spans given back
+  uint64_t slabs_abandoned;   // left with live blocks by an exiting thread
+  uint64_t slabs_adopted;     // taken over from an exited thread
+} ace_class_stats;
+
+typedef struct {
+  ace_class_stats classes[ACE_CLASS_COUNT];
+  uint64_t budget_used;        // bytes of bin capacity granted now, all threads
+  uint64_t budget_limit;       // HAKMEM_ACE_CACHE_BUDGET
+  uint64_t huge_live;          // live huge blocks
+  uint64_t huge_live_bytes;    // their mapped bytes
+  uint64_t huge_mapped;        // new huge mappings
+  uint64_t huge_unmapped;      // huge mappings unmapped (freed uncached, evicted, trimmed)
+  uint64_t huge_cached;        // freed huge mappings kept in the cache
+  uint64_t huge_reused;        // huge allocations served from the cache
+  uint64_t huge_evicted;       // cached mappings unmapped by the count/byte bounds
+  uint64_t huge_expired;       // cached mappings unmapped past the TTL (or forced)
+  uint64_t huge_remaps;        // mremap calls (realloc, cache fits)
+  uint64_t huge_cache_count;   // mappings in the cache now
+  uint64_t huge_cache_bytes;   // their bytes
+} ace_stats;
+
+// ---- Size classes -------------------------------------------------------------------------------
+// Class of a size in [1, ACE_HUGE_THRESHOLD] (sizes <= 1024 map to class 0): 4 per doubling.
+static inline unsigned ace_size_to_class(size_t size) {
+  if (size <= 1280) return 0;
+  size_t s = size - 1;
+  unsigned k = 63u - (unsigned)__builtin_clzll((unsigned long long)s);  // 2^k <= s < 2^(k+1)
+  return (k - 10) * 4 + (unsigned)((s >> (k - 2)) & 3);
+}
+
+// Block size of class c: 2^k + (sub + 1) * 2^(k-2), k = 10 + c/4.
+static inline size_t ace_class_size(unsigned c) {
+  unsigned k = 10 + c / 4;
+  return ((size_t)1 << k) + (size_t)(c % 4 + 1) * ((size_t)1 << (k - 2));
+}
+
+// ---- Internals the fast paths use ---------------------------------------------------------------
+void *ace_alloc_refill(unsigned class_index);
+void ace_free_slow(void *block, ss_slab *head);
+void *ace_huge_alloc(size_t size, size_t alignment);
+__attribute__((noreturn, cold)) void ace_invalid_free(void *block, const char *call);
+
+// The slab metadata that carries a block's state: the slot itself, or the head of its span.
+static inline ss_slab *ace_slab_head(ss_slab *slab) {
+  return slab->kind == SS_KIND_SPAN ? &ss_slab_superslab(slab)->slabs[slab->span_head] : slab;
+}
+
+// True when `block` starts a block of `head`: in range and on a block boundary (a multiply by
+// the rounded-up reciprocal instead of a division; offsets < 2^32). A released slab has
+// capacity 0, so every pointer into it fails.
+static inline int ace_is_block_start(const void *block, const ss_slab *head) {
+  uint64_t offset = (uint64_t)((uintptr_t)block - (uintptr_t)ss_slab_base(head));
+  uint64_t size = head->block_size;
+  if (offset >= (uint64_t)head->capacity * size) return 0;
+  uint64_t reciprocal = UINT64_MAX / size + 1;
+  return offset * reciprocal <= reciprocal - 1;
+}
+
+// ---- API ---------------------------------------------------------------------------------------
+// Allocates at least `size` bytes (size > 1024, any size): a bin hit inline, else the refill
+// path; huge sizes get a mapping. NULL with errno = ENOMEM.
+static inline void *ace_alloc(size_t size) {
+  if (__builtin_expect(size > ACE_HUGE_THRESHOLD, 0)) return ace_huge_alloc(size, 0);
+  unsigned c = ace_size_to_class(size);
+  ace_bin *bin = &ace_thread.bins[c];
+  void *block = bin->head;
+  if (__builtin_expect(block != NULL, 1)) {
+    bin->head = *(void **)block;
+    bin->count--;
+    bin->hits++;
+    return block;
+  }
+  return ace_alloc_refill(c);
+}
+
+// Zero-filled allocation; skips the memset for never-used blocks of known-zero slabs and for
+// fresh huge mappings.
+void *ace_calloc(size_t size);
+
+// `alignment` a power of two >= 16 (up to at least 64 MiB), any size >= 1. Classes whose
+// blocks are naturally aligned serve alignments up to 4 KiB; larger ones get a huge mapping.
+void *ace_alloc_aligned(size_t alignment, size_t size);
+
+// True for slabs of kinds ACE_KIND_BASE .. +ACE_CLASS_COUNT-1 and for span slots ACE carves.
+static inline int ace_owns_slab(const ss_slab *slab) {
+  if (slab->kind >= ACE_KIND_BASE && slab->kind < ACE_KIND_BASE + ACE_CLASS_COUNT) return 1;
+  if (slab->kind != SS_KIND_SPAN) return 0;
+  const ss_slab *head = &ss_slab_superslab(slab)->slabs[slab->span_head];
+  // ACE is the only user of spans; a released span has block_size 0.
+  return head->block_size != 0;
+}
+
+// Frees `block` (slab = ss_registry_lookup(block), one ACE owns). An interior or stale pointer
+// reports "<call>(): invalid pointer ..." and aborts.
+static inline void ace_free(void *block, ss_slab *slab, const char *call) {
+  ss_slab *head = ace_slab_head(slab);
+  if (__builtin_expect(!ace_is_block_start(block, head), 0)) ace_invalid_free(block, call);
+  ace_bin *bin = &ace_thread.bins[ace_size_to_class(head->block_size)];
+  // Relaxed: only this thread ever stores its own id, so equality is stable; any other value
+  // routes the block to the slow path.
+  uint64_t owner = __atomic_load_n(&head->owner, __ATOMIC_RELAXED);
+  if (__builtin_expect(owner == ace_thread.owner_id && bin->count < bin->capacity, 1)) {
+    *(void **)block = bin->head;
+    bin->head = block;
+    bin->count++;
+    return;
+  }
+  ace_free_slow(block, head);
+}
+
+// Frees `block` when it is a live huge block's start: returns 1; else 0 (the caller reports).
+int ace_huge_free(void *block);
+
+// Exact usable bytes of a block of a slab/span of ACE's (its class size).
+static inline size_t ace_usable_size(const void *block, const ss_slab *slab) {
+  (void)block;
+  const ss_slab *head = slab->kind == SS_KIND_SPAN ? &ss_slab_superslab(slab)->slabs[slab->span_head] : slab;
+  return head->block_size;
+}
+
+// Usable bytes of a live huge block (from its start to its mapping's end), 0 when not one.
+size_t ace_huge_usable_size(const void *block);
+
+// Resizes in place when possible: returns `block`, or for huge blocks possibly a moved pointer
+// (mremap, contents kept); NULL (errno untouched) when a copy is needed. slab NULL for huge.
+void *ace_resize(void *block, ss_slab *slab, size_t new_size);
+
+// Releases idle cached memory now: the calling thread's bins of idle classes (all of them with
+// `force`) and their empty slabs to the pool, and expired (all, with `force`) huge mappings.
+// Returns the bytes released.
+size_t ace_trim(int force);
+
+// Flushes the calling thread's bins and gives up its slabs (thread exit does this too).
+void ace_thread_flush(void);
+
+// fork(): hold ACE's locks across it; the child resets them.
+void ace_prefork(void);
+void ace_postfork_parent(void);
+void ace_postfork_child(void);
+
+// Counters (per-class arrays need HAKMEM_STATS; huge and budget figures are always kept).
+void ace_stats_get(ace_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif  // HAKMEM_ALLOCATOR_MIDLARGE_ACE_H_

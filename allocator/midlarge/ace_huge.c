@@ -1,0 +1,347 @@
+// Huge blocks: sizes above ACE_HUGE_THRESHOLD, and over-aligned requests, each in its own
+// page-aligned mapping from hk_os.
+//
+// Live huge blocks are found by their start address in an open-addressing hash table (linear
+// probing, tombstones), itself mapped through hk_os and grown by rehashing. A recently freed
+// mapping goes to a small cache instead of munmap: BACKGROUND.md measured allocators that
+// unmap and refault repeated 5-25 MiB blocks at 8x glibc's cost. The cache is bounded by
+// HAKMEM_HUGE_CACHE_MAX_COUNT / _MAX_BYTES (oldest evicted first) and HAKMEM_HUGE_CACHE_TTL_MS
+// (checked at every huge alloc/free and by ace_trim). A cached mapping of another size still
+// serves: a bigger one is cut with mremap (no fault), a smaller one grown with mremap (its
+// pages keep their frames, only the rest faults).
+//
+// One spin lock guards the table and the cache; syscalls happen outside it except when the
+// table itself grows. Huge operations cost a syscall or a page fault anyway, so a lock is fine.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "allocator/base/bits.h"
+#include "allocator/base/config.h"
+#include "allocator/base/report.h"
+#include "allocator/base/stats.h"
+#include "allocator/midlarge/ace.h"
+#include "allocator/midlarge/ace_internal.h"
+#include "allocator/os/os.h"
+#include "allocator/superslab/registry.h"
+
+typedef struct {
+  uintptr_t start;   // block start = mapping start; HUGE_EMPTY or HUGE_TOMBSTONE when unused
+  size_t length;     // mapped bytes (page multiple): the usable size
+  size_t alignment;  // the alignment promised (page size when none was asked)
+} huge_entry;
+
+#define HUGE_EMPTY ((uintptr_t)0)
+#define HUGE_TOMBSTONE ((uintptr_t)1)
+#define HUGE_TABLE_INITIAL 1024u
+#define HUGE_CACHE_HARD_MAX 64u  // HAKMEM_HUGE_CACHE_MAX_COUNT is clamped to this
+
+typedef struct {
+  uintptr_t start;
+  size_t length;
+  uint64_t freed_ms;
+} huge_cached;
+
+static uint32_t huge_lock_word;  // 0 free, 1 held: acquire exchange / release store
+static huge_entry *table;        // guarded by the lock (as are all the statics below)
+static size_t table_capacity;    // a power of two
+static size_t table_used;        // live entries + tombstones
+static size_t live_count, live_bytes;
+static huge_cached cache[HUGE_CACHE_HARD_MAX];  // oldest first
+static size_t cache_count, cache_bytes;
+
+static void huge_lock(void) {
+  // Acquire: the holder sees everything the previous holder wrote.
+  while (__atomic_exchange_n(&huge_lock_word, 1, __ATOMIC_ACQUIRE))
+    while (__atomic_load_n(&huge_lock_word, __ATOMIC_RELAXED)) hk_cpu_relax();
+}
+static void huge_unlock(void) { __atomic_store_n(&huge_lock_word, 0, __ATOMIC_RELEASE); }
+
+void ace_huge_prefork(void) { huge_lock(); }
+void ace_huge_postfork_parent(void) { huge_unlock(); }
+void ace_huge_postfork_child(void) { huge_unlock(); }
+
+// ---- The table ----------------------------------------------------------------------------------
+static inline size_t slot_of(uintptr_t start, size_t capacity) {
+  return (size_t)(((start >> 12) * UINT64_C(0x9E3779B97F4A7C15)) >> 20) & (capacity - 1);
+}
+
+static huge_entry *table_find(uintptr_t start) {
+  if (!table || start <= HUGE_TOMBSTONE) return NULL;
+  for (size_t i = slot_of(start, table_capacity), n = 0; n < table_capacity; i = (i + 1) & (table_capacity - 1), n++) {
+    if (table[i].start == start) return &table[i];
+    if (table[i].start == HUGE_EMPTY) return NULL;
+  }
+  return NULL;
+}
+
+static void table_put(huge_entry *entries, size_t capacity, const huge_entry *entry) {
+  size_t i = slot_of(entry->start, capacity);
+  while (entries[i].start > HUGE_TOMBSTONE) i = (i + 1) & (capacity - 1);
+  entries[i] = *entry;
+}
+
+// Makes room for one more entry: rehashes into a table twice as big (or as big, to drop
+// tombstones) when the load would pass 1/2. 0 on failure (no memory).
+static int table_reserve(void) {
+  if (table && (table_used + 1) * 2 <= table_capacity) return 1;
+  size_t capacity = table ? table_capacity : HUGE_TABLE_INITIAL;
+  if (table && (live_count + 1) * 4 > table_capacity) capacity *= 2;
+  huge_entry *entries = hk_os_reserve_aligned(capacity * sizeof(huge_entry), 0, HK_OS_RESERVE_DEFAULT);
+  if (!entries) return 0;
+  if (table) {
+    for (size_t i = 0; i < table_capacity; i++)
+      if (table[i].start > HUGE_TOMBSTONE) table_put(entries, capacity, &table[i]);
+    hk_os_release(table, table_capacity * sizeof(huge_entry));
+  }
+  table = entries;
+  table_capacity = capacity;
+  table_used = live_count;
+  return 1;
+}
+
+static void table_remove(huge_entry *entry) {
+  live_count--;
+  live_bytes -= entry->length;
+  entry->start = HUGE_TOMBSTONE;
+}
+
+static int table_insert(uintptr_t start, size_t length, size_t alignment) {
+  if (!table_reserve()) return 0;
+  huge_entry entry = {start, length, alignment};
+  size_t i = slot_of(start, table_capacity);
+  while (table[i].start > HUGE_TOMBSTONE) i = (i + 1) & (table_capacity - 1);
+  if (table[i].start == HUGE_EMPTY) table_used++;
+  table[i] = entry;
+  live_count++;
+  live_bytes += length;
+  return 1;
+}
+
+// ---- The cache ----------------------------------------------------------------------------------
+static void cache_remove_at(size_t i) {
+  cache_bytes -= cache[i].length;
+  memmove(&cache[i], &cache[i + 1], (cache_count - i - 1) * sizeof(huge_cached));
+  cache_count--;
+}
+
+// Moves cache entries past the bounds (all of them with `force`) to `victims`; returns how many.
+static size_t cache_collect(uint64_t now, int force, huge_cached *victims) {
+  size_t max_count = (size_t)hk_config_int(HK_OPT_HUGE_CACHE_MAX_COUNT);
+  if (max_count > HUGE_CACHE_HARD_MAX) max_count = HUGE_CACHE_HARD_MAX;
+  size_t max_bytes = (size_t)hk_config_int(HK_OPT_HUGE_CACHE_MAX_BYTES);
+  uint64_t ttl = (uint64_t)hk_config_int(HK_OPT_HUGE_CACHE_TTL_MS);
+  size_t n = 0;
+  while (cache_count) {
+    int over = cache_count > max_count || cache_bytes > max_bytes;
+    int expired = force || now - cache[0].freed_ms >= ttl;
+    if (!over && !expired) break;
+    hk_stat_add(over && !force ? HK_STAT_ACE_HUGE_EVICTED : HK_STAT_ACE_HUGE_EXPIRED, 1);
+    victims[n++] = cache[0];
+    cache_remove_at(0);
+  }
+  return n;
+}
+
+static size_t release_victims(const huge_cached *victims, size_t n) {
+  size_t bytes = 0;
+  for (size_t i = 0; i < n; i++) {
+    hk_os_release((void *)victims[i].start, victims[i].length);
+    hk_stat_add(HK_STAT_ACE_HUGE_UNMAPPED, 1);
+    bytes += victims[i].length;
+  }
+  return bytes;
+}
+
+// Takes the cached mapping that best serves `length` bytes at `alignment`: the smallest one
+// that fits and is aligned, else (no alignment beyond a page) the biggest smaller one.
+static int cache_take(size_t length, size_t alignment, huge_cached *out) {
+  size_t fit = SIZE_MAX, smaller = SIZE_MAX;
+  for (size_t i = 0; i < cache_count; i++) {
+    if (cache[i].length >= length) {
+      if ((cache[i].start & (alignment - 1)) == 0 && (fit == SIZE_MAX || cache[i].length < cache[fit].length)) fit = i;
+    } else if (smaller == SIZE_MAX || cache[i].length > cache[smaller].length) {
+      smaller = i;
+    }
+  }
+  size_t pick = fit != SIZE_MAX ? fit : (alignment <= hk_os_page_size() ? smaller : SIZE_MAX);
+  if (pick == SIZE_MAX) return 0;
+  *out = cache[pick];
+  cache_remove_at(pick);
+  return 1;
+}
+
+// ---- Allocation ---------------------------------------------------------------------------------
+static void *huge_alloc(size_t size, size_t alignment, int *fresh) {
+  size_t page = hk_os_page_size();
+  if (alignment < page) alignment = page;
+  if (size == 0) size = 1;
+  if (size > ((size_t)1 << 47) || hk_align_up_overflows(size, page)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t length = hk_align_up(size, page);
+  huge_cached taken, victims[HUGE_CACHE_HARD_MAX + 1];
+  huge_lock();
+  int have = cache_take(length, alignment, &taken);
+  size_t nvictims = cache_collect(ss_clock_ms(), 0, victims);
+  huge_unlock();
+  release_victims(victims, nvictims);
+
+  void *block = NULL;
+  size_t mapped = length;
+  *fresh = 0;
+  if (have) {
+    if (taken.length >= length) {
+      // Keep up to 1/8 extra as slack (realloc room); cut the rest off without moving.
+      size_t keep = length + hk_align_down(length / 8, page);
+      if (taken.length > keep && hk_os_remap((void *)taken.start, taken.length, keep, 0)) {
+        hk_stat_add(HK_STAT_ACE_HUGE_REMAPS, 1);
+        taken.length = keep;
+      }
+      block = (void *)taken.start;
+      mapped = taken.length;
+    } else {
+      block = hk_os_remap((void *)taken.start, taken.length, length, 1);
+      hk_stat_add(HK_STAT_ACE_HUGE_REMAPS, 1);
+      if (!block) {
+        hk_os_release((void *)taken.start, taken.length);
+        hk_stat_add(HK_STAT_ACE_HUGE_UNMAPPED, 1);
+      }
+    }
+    if (block) hk_stat_add(HK_STAT_ACE_HUGE_REUSED, 1);
+  }
+  if (!block) {
+    block = hk_os_reserve_aligned(length, alignment, HK_OS_RESERVE_DEFAULT);
+    if (!block) {
+      errno = ENOMEM;
+      return NULL;
+    }
+    mapped = length;
+    *fresh = 1;
+    hk_stat_add(HK_STAT_ACE_HUGE_MAPPED, 1);
+  }
+  huge_lock();
+  int ok = table_insert((uintptr_t)block, mapped, alignment);
+  huge_unlock();
+  if (!ok) {
+    hk_os_release(block, mapped);
+    hk_stat_add(HK_STAT_ACE_HUGE_UNMAPPED, 1);
+    errno = ENOMEM;
+    return NULL;
+  }
+  return block;
+}
+
+void *ace_huge_alloc(size_t size, size_t alignment) {
+  int fresh;
+  return huge_alloc(size, alignment, &fresh);
+}
+
+void *ace_huge_alloc_zeroed(size_t size) {
+  int fresh;
+  void *block = huge_alloc(size, 0, &fresh);
+  if (block && !fresh) memset(block, 0, size);  // a reused mapping holds old data
+  return block;
+}
+
+int ace_huge_free(void *block) {
+  huge_cached victims[HUGE_CACHE_HARD_MAX + 1];
+  huge_lock();
+  huge_entry *entry = table_find((uintptr_t)block);
+  if (!entry) {
+    huge_unlock();
+    return 0;
+  }
+  huge_cached freed = {entry->start, entry->length, ss_clock_ms()};
+  table_remove(entry);
+  size_t nvictims = 0;
+  if (hk_config_int(HK_OPT_HUGE_CACHE_MAX_COUNT) > 0 &&
+      freed.length <= (size_t)hk_config_int(HK_OPT_HUGE_CACHE_MAX_BYTES)) {
+    if (cache_count == HUGE_CACHE_HARD_MAX) {  // make room: the oldest goes
+      victims[nvictims++] = cache[0];
+      cache_remove_at(0);
+      hk_stat_add(HK_STAT_ACE_HUGE_EVICTED, 1);
+    }
+    cache[cache_count++] = freed;
+    cache_bytes += freed.length;
+    hk_stat_add(HK_STAT_ACE_HUGE_CACHED, 1);
+  } else {
+    victims[nvictims++] = freed;
+  }
+  nvictims += cache_collect(freed.freed_ms, 0, victims + nvictims);
+  huge_unlock();
+  release_victims(victims, nvictims);
+  return 1;
+}
+
+size_t ace_huge_usable_size(const void *block) {
+  huge_lock();
+  huge_entry *entry = table_find((uintptr_t)block);
+  size_t length = entry ? entry->length : 0;
+  huge_unlock();
+  return length;
+}
+
+void *ace_huge_resize(void *block, size_t new_size) {
+  size_t page = hk_os_page_size();
+  huge_lock();
+  huge_entry *entry = table_find((uintptr_t)block);
+  if (!entry) {
+    huge_unlock();
+    return NULL;
+  }
+  size_t length = entry->length, alignment = entry->alignment;
+  if (new_size <= length && (new_size > length / 2 || new_size > ACE_HUGE_THRESHOLD)) {
+    // Fits. Give back the tail when more than a quarter would be unused.
+    size_t keep = hk_align_up(new_size ? new_size : 1, page);
+    if (length - keep > length / 4 && hk_os_remap(block, length, keep, 0)) {
+      hk_stat_add(HK_STAT_ACE_HUGE_REMAPS, 1);
+      live_bytes -= length - keep;
+      entry->length = keep;
+    }
+    huge_unlock();
+    return block;
+  }
+  if (new_size <= length || new_size > ((size_t)1 << 46)) {
+    huge_unlock();  // much smaller: a mid block serves it better (the caller copies)
+    return NULL;
+  }
+  // Grow with 1/8 slack so a run of small growths costs few mremaps. Remove the entry first:
+  // once the old range is unmapped another thread may map and register the same address.
+  size_t grown = hk_align_up(new_size + new_size / 8, page);
+  table_remove(entry);
+  huge_unlock();
+  void *moved = hk_os_remap(block, length, grown, alignment <= page);
+  hk_stat_add(HK_STAT_ACE_HUGE_REMAPS, 1);
+  huge_lock();
+  int ok = moved ? table_insert((uintptr_t)moved, grown, alignment) : table_insert((uintptr_t)block, length, alignment);
+  huge_unlock();
+  if (!ok) hk_report_fatal("ace: the huge block table could not grow");
+  return moved;
+}
+
+size_t ace_huge_trim(int force) {
+  huge_cached victims[HUGE_CACHE_HARD_MAX + 1];
+  huge_lock();
+  size_t n = cache_collect(ss_clock_ms(), force, victims);
+  huge_unlock();
+  return release_victims(victims, n);
+}
+
+void ace_huge_stats(ace_stats *out) {
+  huge_lock();
+  out->huge_live = live_count;
+  out->huge_live_bytes = live_bytes;
+  out->huge_cache_count = cache_count;
+  out->huge_cache_bytes = cache_bytes;
+  huge_unlock();
+  out->huge_mapped = hk_stat_get(HK_STAT_ACE_HUGE_MAPPED);
+  out->huge_unmapped = hk_stat_get(HK_STAT_ACE_HUGE_UNMAPPED);
+  out->huge_cached = hk_stat_get(HK_STAT_ACE_HUGE_CACHED);
+  out->huge_reused = hk_stat_get(HK_STAT_ACE_HUGE_REUSED);
+  out->huge_evicted = hk_stat_get(HK_STAT_ACE_HUGE_EVICTED);
+  out->huge_expired = hk_stat_get(HK_STAT_ACE_HUGE_EXPIRED);
+  out->huge_remaps = hk_stat_get(HK_STAT_ACE_HUGE_REMAPS);
+}

@@ -1,0 +1,104 @@
+// Private to //allocator/midlarge:ace: what ace.c, ace_mid.c, ace_adaptive.c and ace_huge.c
+// share. Not a public header (listed in srcs only).
+#ifndef HAKMEM_ALLOCATOR_MIDLARGE_ACE_INTERNAL_H_
+#define HAKMEM_ALLOCATOR_MIDLARGE_ACE_INTERNAL_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "allocator/midlarge/ace.h"
+#include "allocator/superslab/registry.h"
+
+// Geometry and cache bounds of one class, computed once (ace_classes_init).
+typedef struct {
+  uint32_t block_size;
+  uint32_t slots;    // 1: a pool slab (kind ACE_KIND_BASE + class); > 1: a span of that many slots
+  uint32_t blocks;   // blocks per slab of `slots` x 64 KiB (a slot-0 slab holds fewer)
+  uint32_t cap_min;  // bin capacity floor (a new or idle-shrunk bin)
+  uint32_t cap_max;  // bin capacity ceiling (HAKMEM_ACE_CLASS_MAX_BYTES / size, clamped)
+} ace_class_info;
+
+extern ace_class_info ace_classes[ACE_CLASS_COUNT];
+
+// Computes ace_classes once (thread-safe, lock-free after the first call).
+void ace_classes_init(void);
+
+// A doubly linked list of slabs through their `user` words (two 32-bit slab references).
+typedef struct {
+  uint32_t head, tail;  // slab refs, 0 when empty
+  uint64_t count;       // written by the list's owner or lock holder; read relaxed as a hint
+} ace_slab_list;
+
+// Per-thread, per-class slow-path state (kept out of ace_thread so the fast TLS stays small).
+typedef struct {
+  ss_slab *current;        // the slab refills take blocks from; on no list
+  ace_slab_list owned;     // the thread's other slabs of this class
+  uint32_t events;         // misses + overflows in the current epoch
+  uint32_t quiet_epochs;   // consecutive epochs without a miss or an overflow
+  uint64_t last_active_ms; // last time an epoch tick (or trim) saw the class used
+  uint64_t hits_seen;      // bin->hits at that time (hits are the fast path's activity mark)
+  uint64_t hits_folded;    // bin->hits already added to the counters
+} ace_class_state;
+
+typedef struct {
+  ace_class_state classes[ACE_CLASS_COUNT];
+  uint64_t epoch_start_ms;  // start of the current adaptation epoch
+  uint32_t slow_calls;      // slow-path calls since the clock was last read
+  uint64_t budget_held;     // bytes of bin capacity this thread holds in the global budget
+} ace_thread_state;
+
+extern __thread ace_thread_state ace_slow __attribute__((tls_model("initial-exec")));
+
+// ---- Counters -------------------------------------------------------------------------------
+extern ace_class_stats ace_class_counters[ACE_CLASS_COUNT];
+extern int ace_stats_enabled;  // HAKMEM_STATS != 0, read at each thread's set-up
+
+#define ACE_COUNT(class_index, field, amount)                                                    \
+  do {                                                                                           \
+    if (__builtin_expect(ace_stats_enabled, 0))                                                  \
+      __atomic_fetch_add(&ace_class_counters[class_index].field, (uint64_t)(amount), __ATOMIC_RELAXED); \
+  } while (0)
+
+// Folds the calling thread's bin hit counts into the counters.
+void ace_fold_hits(void);
+
+// ---- Mid/large slabs (ace_mid.c) ---------------------------------------------------------------
+// Sets up the calling thread (owner id, exit key, bin capacities).
+void ace_thread_init(void);
+// Returns `count` blocks from the head of bin `c` to their slabs; empty non-current slabs go
+// back to the pool. Returns the bytes of slabs released.
+size_t ace_flush_bin(unsigned c, uint32_t count);
+// Empties bin `c` and releases the current slab when it has no live block. Returns bytes released.
+size_t ace_flush_class(unsigned c);
+// A fresh block of class `c` from never-used pages of a known-zero slab, or NULL.
+void *ace_take_zeroed(unsigned c);
+
+// ---- Adaptive cache engine (ace_adaptive.c) -----------------------------------------------------
+// Gives the thread's bins their floor capacities (charged to the budget).
+void ace_adapt_thread_start(void);
+// A miss or an overflow in class `c`: grow the bin when the budget allows.
+void ace_adapt_event(unsigned c);
+// Called on slow paths: every so often reads the clock and, at each epoch's end, shrinks quiet
+// bins and flushes classes idle past HAKMEM_ACE_IDLE_MS.
+void ace_adapt_tick(void);
+// Releases idle (all, with force) classes of the calling thread now. Returns bytes released.
+size_t ace_adapt_trim(int force);
+// Gives the thread's whole capacity back to the budget (thread flush).
+void ace_adapt_thread_stop(void);
+// Bytes granted now, and the limit.
+uint64_t ace_budget_used(void);
+uint64_t ace_budget_limit(void);
+
+void ace_mid_prefork(void);
+void ace_mid_postfork(void);
+
+// ---- Huge blocks (ace_huge.c) -----------------------------------------------------------------
+void *ace_huge_resize(void *block, size_t new_size);
+size_t ace_huge_trim(int force);
+void *ace_huge_alloc_zeroed(size_t size);
+void ace_huge_prefork(void);
+void ace_huge_postfork_parent(void);
+void ace_huge_postfork_child(void);
+void ace_huge_stats(ace_stats *out);
+
+#endif  // HAKMEM_ALLOCATOR_MIDLARGE_ACE_INTERNAL_H_

@@ -1,0 +1,475 @@
+// Mid/large slow paths: class geometry, refill, flush, remote free, thread exit and adoption.
+// The fast paths are in ace.h; the capacity policy is in ace_adaptive.c.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "allocator/base/bits.h"
+#include "allocator/base/config.h"
+#include "allocator/base/report.h"
+#include "allocator/base/stats.h"
+#include "allocator/midlarge/ace.h"
+#include "allocator/midlarge/ace_internal.h"
+#include "allocator/superslab/registry.h"
+#include "allocator/superslab/shared_pool.h"
+
+__thread ace_thread_cache ace_thread __attribute__((tls_model("initial-exec")));
+__thread ace_thread_state ace_slow __attribute__((tls_model("initial-exec")));
+
+ace_class_info ace_classes[ACE_CLASS_COUNT];
+ace_class_stats ace_class_counters[ACE_CLASS_COUNT];
+int ace_stats_enabled;
+
+// Owner ids: 0 = none (the pool's), 1 = abandoned by an exited thread, 2.. = live threads.
+#define ACE_OWNER_ABANDONED 1u
+static uint64_t next_owner_id = 2;  // relaxed fetch_add: ids only need to be unique
+
+// ---- Class geometry ---------------------------------------------------------------------------
+// Blocks a class's slab should hold: 8 up to 128 KiB blocks (so a slab amortises its pool call
+// and its metadata over a useful batch), fewer above so a slab stays <= 1 MiB, never below 2.
+static uint32_t target_blocks(size_t size) {
+  size_t target = ((size_t)1 << 20) / size;
+  if (target > 8) target = 8;
+  if (target < 2) target = 2;
+  return (uint32_t)target;
+}
+
+static void compute_classes(void) {
+  int64_t class_max_bytes = hk_config_int(HK_OPT_ACE_CLASS_MAX_BYTES);
+  for (unsigned c = 0; c < ACE_CLASS_COUNT; c++) {
+    size_t size = ace_class_size(c);
+    uint32_t target = target_blocks(size);
+    // The fewest slots giving `target` blocks with tail waste <= 1/32 of the slab; failing
+    // that (never, for these classes: tested), the least tail waste with >= 1 block.
+    uint32_t best = 0, best_waste = UINT32_MAX;
+    for (uint32_t n = 1; n <= ACE_MAX_SPAN_SLOTS; n++) {
+      size_t usable = (size_t)n << SS_SLAB_SIZE_LOG2;
+      size_t blocks = usable / size;
+      if (blocks == 0) continue;
+      uint32_t waste = (uint32_t)(usable - blocks * size);
+      if (blocks >= target && waste <= usable / 32) {
+        best = n;
+        break;
+      }
+      if (waste < best_waste) best = n, best_waste = waste;
+    }
+    ace_class_info *info = &ace_classes[c];
+    info->block_size = (uint32_t)size;
+    info->slots = best;
+    info->blocks = (uint32_t)(((size_t)best << SS_SLAB_SIZE_LOG2) / size);
+    // Floor: 16 KiB worth (at least 1, at most 8 blocks). Ceiling: HAKMEM_ACE_CLASS_MAX_BYTES
+    // worth, at least 2 blocks (so a large class can hold a freed block and a spare), at most 256.
+    uint32_t floor = (uint32_t)(16384 / size);
+    if (floor < 1) floor = 1;
+    if (floor > 8) floor = 8;
+    int64_t ceiling = class_max_bytes / (int64_t)size;
+    if (ceiling < 2) ceiling = 2;
+    if (ceiling > 256) ceiling = 256;
+    if (ceiling < floor) ceiling = floor;
+    info->cap_min = floor;
+    info->cap_max = (uint32_t)ceiling;
+  }
+}
+
+static pthread_once_t classes_once = PTHREAD_ONCE_INIT;
+void ace_classes_init(void) { pthread_once(&classes_once, compute_classes); }
+
+// ---- Slab references and lists (as in the tiny front) ------------------------------------------
+// (SuperSlab address >> 21) << 5 | slot index: 0 means none (no SuperSlab at address 0).
+#define SLOT_INDEX_BITS (SS_SIZE_LOG2 - SS_SLAB_SIZE_LOG2)
+
+static inline uint32_t slab_ref(const ss_slab *slab) {
+  return (uint32_t)((((uintptr_t)ss_slab_superslab(slab)) >> SS_SIZE_LOG2) << SLOT_INDEX_BITS | slab->index);
+}
+static inline ss_slab *slab_from_ref(uint32_t ref) {
+  ss_superslab *superslab = (ss_superslab *)((uintptr_t)(ref >> SLOT_INDEX_BITS) << SS_SIZE_LOG2);
+  return &superslab->slabs[ref & ((1u << SLOT_INDEX_BITS) - 1)];
+}
+static inline uint32_t link_next(const ss_slab *slab) { return (uint32_t)slab->user; }
+static inline uint32_t link_prev(const ss_slab *slab) { return (uint32_t)(slab->user >> 32); }
+static inline void set_links(ss_slab *slab, uint32_t prev, uint32_t next) { slab->user = (uint64_t)prev << 32 | next; }
+static inline void set_next(ss_slab *slab, uint32_t next) { set_links(slab, link_prev(slab), next); }
+static inline void set_prev(ss_slab *slab, uint32_t prev) { set_links(slab, prev, link_next(slab)); }
+
+static void list_unlink(ace_slab_list *list, ss_slab *slab) {
+  uint32_t prev = link_prev(slab), next = link_next(slab);
+  if (prev) set_next(slab_from_ref(prev), next); else list->head = next;
+  if (next) set_prev(slab_from_ref(next), prev); else list->tail = prev;
+  set_links(slab, 0, 0);
+  __atomic_store_n(&list->count, list->count - 1, __ATOMIC_RELAXED);  // relaxed: a hint for readers
+}
+
+static void list_push_front(ace_slab_list *list, ss_slab *slab) {
+  uint32_t ref = slab_ref(slab);
+  set_links(slab, 0, list->head);
+  if (list->head) set_prev(slab_from_ref(list->head), ref); else list->tail = ref;
+  list->head = ref;
+  __atomic_store_n(&list->count, list->count + 1, __ATOMIC_RELAXED);  // relaxed: a hint for readers
+}
+
+static void list_push_back(ace_slab_list *list, ss_slab *slab) {
+  uint32_t ref = slab_ref(slab);
+  set_links(slab, list->tail, 0);
+  if (list->tail) set_next(slab_from_ref(list->tail), ref); else list->head = ref;
+  list->tail = ref;
+  __atomic_store_n(&list->count, list->count + 1, __ATOMIC_RELAXED);  // relaxed: a hint for readers
+}
+
+// ---- Abandoned slabs: one list per class under a small spin lock (thread exit, adoption) -------
+typedef struct {
+  uint32_t lock;       // 0 free, 1 held: acquire exchange to take, release store to give back
+  ace_slab_list list;  // guarded by lock; list.count also read relaxed as an emptiness hint
+} __attribute__((aligned(64))) ace_abandoned_list;
+
+static ace_abandoned_list abandoned[ACE_CLASS_COUNT];
+
+static void abandoned_lock(unsigned c) {
+  // Acquire: the holder sees the previous holder's writes, including an exited owner's last
+  // writes to the slab's owner-only fields.
+  while (__atomic_exchange_n(&abandoned[c].lock, 1, __ATOMIC_ACQUIRE))
+    while (__atomic_load_n(&abandoned[c].lock, __ATOMIC_RELAXED)) hk_cpu_relax();
+}
+static void abandoned_unlock(unsigned c) { __atomic_store_n(&abandoned[c].lock, 0, __ATOMIC_RELEASE); }
+
+void ace_mid_prefork(void) {
+  for (unsigned c = 0; c < ACE_CLASS_COUNT; c++) abandoned_lock(c);
+}
+void ace_mid_postfork(void) {
+  for (unsigned c = 0; c < ACE_CLASS_COUNT; c++) abandoned_unlock(c);
+}
+
+// ---- Thread set-up and exit ---------------------------------------------------------------------
+static pthread_key_t exit_key;
+static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
+
+static void thread_exit_destructor(void *unused) {
+  (void)unused;
+  ace_thread_flush();
+}
+
+static void create_exit_key(void) {
+  if (pthread_key_create(&exit_key, thread_exit_destructor) != 0) hk_report_fatal("ace: pthread_key_create failed");
+}
+
+void ace_thread_init(void) {
+  ace_classes_init();
+  ace_stats_enabled = hk_config_string(HK_OPT_STATS)[0] != '0';
+  pthread_once(&exit_key_once, create_exit_key);
+  pthread_setspecific(exit_key, &ace_thread);  // any non-NULL value makes the destructor run
+  ace_thread.owner_id = __atomic_fetch_add(&next_owner_id, 1, __ATOMIC_RELAXED);
+  ace_adapt_thread_start();
+}
+
+void ace_fold_hits(void) {
+  for (unsigned c = 0; c < ACE_CLASS_COUNT; c++) {
+    uint64_t hits = ace_thread.bins[c].hits, *folded = &ace_slow.classes[c].hits_folded;
+    if (hits != *folded) {
+      ACE_COUNT(c, hits, hits - *folded);
+      *folded = hits;
+    }
+  }
+}
+
+// ---- Slab helpers ------------------------------------------------------------------------------
+static size_t release_slab(unsigned c, ss_slab *head) {
+  size_t bytes = ss_slab_usable_size(head);
+  __atomic_store_n(&head->owner, 0, __ATOMIC_RELAXED);
+  head->free_list = NULL;
+  // capacity/block_size 0: a stale pointer into the released slab is no block start, and a
+  // released span is no longer ACE's (ace_owns_slab).
+  head->capacity = 0;
+  head->block_size = 0;
+  ACE_COUNT(c, slabs_released, 1);
+  if (ace_classes[c].slots > 1) {
+    hk_stat_add(HK_STAT_ACE_SPANS_RELEASED, 1);
+    sp_release_span(head);
+  } else {
+    sp_release_slab(head);
+  }
+  return bytes;
+}
+
+// Moves the blocks other threads freed to `head` onto its local list. Returns how many.
+static uint32_t collect_remote(ss_slab *head) {
+  if (!__atomic_load_n(&head->remote_free, __ATOMIC_RELAXED)) return 0;  // cheap emptiness check
+  // Acquire pairs with the pushers' release CAS: every block's link word is visible.
+  void *list = __atomic_exchange_n(&head->remote_free, NULL, __ATOMIC_ACQUIRE);
+  uint32_t count = 0;
+  void *tail = NULL;
+  for (void *block = list; block; block = *(void **)block) tail = block, count++;
+  if (tail) {
+    *(void **)tail = head->free_list;
+    head->free_list = list;
+    head->used -= count;
+  }
+  return count;
+}
+
+// Moves up to `want` free blocks of `head` into `bin`: local list, remote frees, then carving.
+static uint32_t take_blocks(ss_slab *head, ace_bin *bin, uint32_t want) {
+  uint32_t got = 0;
+  while (got < want) {
+    void *block = head->free_list;
+    if (!block) {
+      if (collect_remote(head) == 0) break;
+      continue;
+    }
+    head->free_list = *(void **)block;
+    *(void **)block = bin->head;
+    bin->head = block;
+    got++;
+  }
+  uint32_t size = head->block_size;
+  uint32_t limit = head->capacity * size;
+  if (got < want && head->carve < limit) {
+    // Carve in address order so consecutive allocations are adjacent.
+    char *base = (char *)ss_slab_base(head);
+    uint32_t count = (limit - head->carve) / size;
+    if (count > want - got) count = want - got;
+    char *first = base + head->carve;
+    char *block = first;
+    for (uint32_t i = 1; i < count; i++, block += size) *(void **)block = block + size;
+    *(void **)block = bin->head;
+    bin->head = first;
+    head->carve += count * size;
+    got += count;
+  }
+  head->used += got;
+  bin->count += got;
+  return got;
+}
+
+static ss_slab *acquire_slab(unsigned c) {
+  const ace_class_info *info = &ace_classes[c];
+  ss_slab *head;
+  if (info->slots > 1) {
+    head = sp_acquire_span(info->slots);
+    if (head) hk_stat_add(HK_STAT_ACE_SPANS_ACQUIRED, 1);
+  } else {
+    head = sp_acquire_slab(ACE_KIND_BASE + c);
+  }
+  if (!head) return NULL;
+  head->block_size = info->block_size;
+  head->capacity = (uint32_t)(ss_slab_usable_size(head) / info->block_size);
+  head->carve = 0;
+  head->used = 0;
+  head->free_list = NULL;
+  set_links(head, 0, 0);
+  // Relaxed: other threads reach this slab only through blocks handed out from it, and passing
+  // a block to another thread is itself a synchronising act of the program.
+  __atomic_store_n(&head->owner, ace_thread.owner_id, __ATOMIC_RELAXED);
+  ACE_COUNT(c, slabs_acquired, 1);
+  return head;
+}
+
+#define OWNED_SCAN_LIMIT 16  // owned slabs examined per refill before adopting or acquiring
+#define ADOPT_LIMIT 8        // abandoned slabs adopted per refill before acquiring
+
+static ss_slab *find_owned_with_free_blocks(ace_class_state *state) {
+  for (uint32_t scanned = 0; scanned < OWNED_SCAN_LIMIT && state->owned.head; scanned++) {
+    ss_slab *slab = slab_from_ref(state->owned.head);
+    list_unlink(&state->owned, slab);
+    if (slab->free_list || __atomic_load_n(&slab->remote_free, __ATOMIC_RELAXED) ||
+        slab->carve < slab->capacity * slab->block_size)
+      return slab;
+    list_push_back(&state->owned, slab);  // nothing free: look at the others first next time
+  }
+  return NULL;
+}
+
+static ss_slab *adopt_abandoned(unsigned c) {
+  if (!__atomic_load_n(&abandoned[c].list.count, __ATOMIC_RELAXED)) return NULL;
+  abandoned_lock(c);
+  uint32_t ref = abandoned[c].list.head;
+  ss_slab *slab = NULL;
+  if (ref) {
+    slab = slab_from_ref(ref);
+    list_unlink(&abandoned[c].list, slab);
+    __atomic_store_n(&slab->owner, ace_thread.owner_id, __ATOMIC_RELAXED);  // under the lock
+  }
+  abandoned_unlock(c);
+  if (slab) ACE_COUNT(c, slabs_adopted, 1);
+  return slab;
+}
+
+void *ace_alloc_refill(unsigned c) {
+  if (HK_UNLIKELY(ace_thread.owner_id == 0)) ace_thread_init();
+  ace_bin *bin = &ace_thread.bins[c];
+  ace_class_state *state = &ace_slow.classes[c];
+  ACE_COUNT(c, misses, 1);
+  if (bin->hits != state->hits_folded) {
+    ACE_COUNT(c, hits, bin->hits - state->hits_folded);
+    state->hits_folded = bin->hits;
+  }
+  ace_adapt_event(c);
+  ace_adapt_tick();
+  uint32_t want = bin->capacity / 2 + 1;
+  uint32_t adopted = 0;
+  for (;;) {
+    ss_slab *slab = state->current;
+    if (slab) {
+      uint32_t got = take_blocks(slab, bin, want);
+      if (got) {
+        ACE_COUNT(c, blocks_refilled, got);
+        void *block = bin->head;
+        bin->head = *(void **)block;
+        bin->count--;
+        return block;
+      }
+      list_push_back(&state->owned, slab);  // all out: frees will bring blocks back
+      state->current = NULL;
+    }
+    slab = find_owned_with_free_blocks(state);
+    if (!slab && adopted < ADOPT_LIMIT && (slab = adopt_abandoned(c)) != NULL) adopted++;
+    if (!slab) {
+      slab = acquire_slab(c);
+      if (!slab) {
+        errno = ENOMEM;
+        return NULL;
+      }
+    }
+    state->current = slab;
+  }
+}
+
+size_t ace_flush_bin(unsigned c, uint32_t count) {
+  ace_bin *bin = &ace_thread.bins[c];
+  ace_class_state *state = &ace_slow.classes[c];
+  size_t released = 0;
+  if (count > bin->count) count = bin->count;
+  ACE_COUNT(c, blocks_flushed, count);
+  for (uint32_t i = 0; i < count; i++) {
+    void *block = bin->head;
+    bin->head = *(void **)block;
+    bin->count--;
+    ss_slab *head = ace_slab_head(ss_slab_from_pointer_unchecked(block));
+    *(void **)block = head->free_list;
+    head->free_list = block;
+    head->used--;
+    if (head == state->current) continue;
+    if (head->used == 0) {
+      list_unlink(&state->owned, head);
+      released += release_slab(c, head);
+    } else if (state->owned.head != slab_ref(head)) {
+      list_unlink(&state->owned, head);  // has free blocks now: refills look at the front first
+      list_push_front(&state->owned, head);
+    }
+  }
+  return released;
+}
+
+size_t ace_flush_class(unsigned c) {
+  ace_class_state *state = &ace_slow.classes[c];
+  size_t released = ace_flush_bin(c, ace_thread.bins[c].count);
+  ss_slab *current = state->current;
+  if (current) {
+    collect_remote(current);
+    if (current->used == 0) {
+      state->current = NULL;
+      released += release_slab(c, current);
+    }
+  }
+  return released;
+}
+
+static void push_remote(ss_slab *head, void *block) {
+  void *top = __atomic_load_n(&head->remote_free, __ATOMIC_RELAXED);
+  do {
+    *(void **)block = top;
+    // Release: the owner's acquire exchange then sees this block's link word.
+  } while (!__atomic_compare_exchange_n(&head->remote_free, &top, block, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+}
+
+// A free into a slab whose owner exited: take it over, so it goes back to the pool as soon as
+// its last block does. 0 when another thread adopted it first.
+static int adopt_on_free(unsigned c, ss_slab *head, void *block) {
+  if (ace_thread.owner_id == 0) ace_thread_init();
+  abandoned_lock(c);
+  int adopted = __atomic_load_n(&head->owner, __ATOMIC_RELAXED) == ACE_OWNER_ABANDONED;
+  if (adopted) {
+    list_unlink(&abandoned[c].list, head);
+    __atomic_store_n(&head->owner, ace_thread.owner_id, __ATOMIC_RELAXED);  // under the lock
+  }
+  abandoned_unlock(c);
+  if (!adopted) return 0;
+  ACE_COUNT(c, slabs_adopted, 1);
+  *(void **)block = head->free_list;
+  head->free_list = block;
+  head->used--;
+  collect_remote(head);
+  if (head->used == 0) release_slab(c, head);
+  else list_push_front(&ace_slow.classes[c].owned, head);
+  return 1;
+}
+
+void ace_free_slow(void *block, ss_slab *head) {
+  unsigned c = ace_size_to_class(head->block_size);
+  uint64_t owner = __atomic_load_n(&head->owner, __ATOMIC_RELAXED);
+  ace_bin *bin = &ace_thread.bins[c];
+  if (owner == ace_thread.owner_id && owner != 0) {
+    // Our slab, bin full: ACE hears of the overflow (it may grow the bin), then half goes back.
+    ACE_COUNT(c, overflows, 1);
+    ace_adapt_event(c);
+    ace_adapt_tick();
+    if (bin->count >= bin->capacity) ace_flush_bin(c, bin->count - bin->capacity / 2);
+    *(void **)block = bin->head;
+    bin->head = block;
+    bin->count++;
+    return;
+  }
+  if (owner == ACE_OWNER_ABANDONED && adopt_on_free(c, head, block)) return;
+  ACE_COUNT(c, remote_frees, 1);
+  push_remote(head, block);
+}
+
+void ace_invalid_free(void *block, const char *call) {
+  hk_report_invalid_pointer(call, "invalid pointer (not the start of a block)", block);
+}
+
+void *ace_take_zeroed(unsigned c) {
+  if (HK_UNLIKELY(ace_thread.owner_id == 0)) ace_thread_init();
+  ss_slab *slab = ace_slow.classes[c].current;
+  if (!slab || !slab->zeroed) return NULL;
+  uint32_t size = slab->block_size;
+  if (slab->carve + size > slab->capacity * size) return NULL;
+  // Never handed out since the slab's pages were known zero: no memset needed.
+  void *block = (char *)ss_slab_base(slab) + slab->carve;
+  slab->carve += size;
+  slab->used++;
+  return block;
+}
+
+static void abandon_or_release(unsigned c, ss_slab *head) {
+  collect_remote(head);
+  if (head->used == 0) {
+    release_slab(c, head);
+    return;
+  }
+  ACE_COUNT(c, slabs_abandoned, 1);
+  abandoned_lock(c);
+  __atomic_store_n(&head->owner, ACE_OWNER_ABANDONED, __ATOMIC_RELAXED);  // under the lock
+  list_push_front(&abandoned[c].list, head);
+  abandoned_unlock(c);
+}
+
+void ace_thread_flush(void) {
+  if (ace_thread.owner_id == 0) return;
+  ace_fold_hits();
+  for (unsigned c = 0; c < ACE_CLASS_COUNT; c++) {
+    ace_bin *bin = &ace_thread.bins[c];
+    if (bin->count) ace_flush_bin(c, bin->count);
+    ace_class_state *state = &ace_slow.classes[c];
+    if (state->current) {
+      abandon_or_release(c, state->current);
+      state->current = NULL;
+    }
+    while (state->owned.head) {
+      ss_slab *slab = slab_from_ref(state->owned.head);
+      list_unlink(&state->owned, slab);
+      abandon_or_release(c, slab);
+    }
+  }
+  ace_adapt_thread_stop();  // capacities 0: frees take the slow path until the next refill
+  ace_thread.owner_id = 0;
+}
