@@ -56,6 +56,7 @@ void ace_adapt_thread_start(void) {
   __atomic_fetch_add(&budget_used, floors, __ATOMIC_RELAXED);
   ace_slow.budget_held += floors;
   ace_slow.epoch_start_ms = now;
+  ace_slow.clock_ms = now;
 }
 
 void ace_adapt_thread_stop(void) {
@@ -125,6 +126,7 @@ void ace_adapt_tick(void) {
   // The clock is read once per 16 slow-path calls: a vDSO read, but still not free.
   if ((++ace_slow.slow_calls & 15) != 0) return;
   uint64_t now = ss_clock_ms();
+  ace_slow.clock_ms = now;
   uint64_t epoch = (uint64_t)hk_config_int(HK_OPT_ACE_EPOCH_MS);
   if (now - ace_slow.epoch_start_ms < epoch) return;
   ace_slow.epoch_start_ms = now;
@@ -146,8 +148,10 @@ size_t ace_adapt_trim(int force) {
     ace_class_state *state = &ace_slow.classes[c];
     uint64_t hits = ace_thread.bins[c].hits;
     if (state->events || hits != state->hits_seen) {
-      // Used since the last tick: active now (unless forced).
-      state->last_active_ms = now;
+      // Used since the last tick. Slow paths read the clock every 16 calls, so their last
+      // reading approximates the last use (bin hits after it are not timed: a class that is
+      // still hot just refills once).
+      if (ace_slow.clock_ms > state->last_active_ms) state->last_active_ms = ace_slow.clock_ms;
       state->hits_seen = hits;
       state->events = 0;
     }
