@@ -52,11 +52,11 @@ extern __thread ace_thread_state ace_slow __attribute__((tls_model("initial-exec
 
 // ---- Counters -------------------------------------------------------------------------------
 extern ace_class_stats ace_class_counters[ACE_CLASS_COUNT];
-extern int ace_stats_enabled;  // HAKMEM_STATS != 0, read at each thread's set-up
+extern int ace_stats_enabled;  // HAKMEM_STATS != 0, stored at each thread's set-up (relaxed atomic)
 
 #define ACE_COUNT(class_index, field, amount)                                                    \
   do {                                                                                           \
-    if (__builtin_expect(ace_stats_enabled, 0))                                                  \
+    if (__builtin_expect(__atomic_load_n(&ace_stats_enabled, __ATOMIC_RELAXED), 0))                                                \
       __atomic_fetch_add(&ace_class_counters[class_index].field, (uint64_t)(amount), __ATOMIC_RELAXED); \
   } while (0)
 

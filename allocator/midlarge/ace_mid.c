@@ -154,7 +154,8 @@ static void create_exit_key(void) {
 
 void ace_thread_init(void) {
   ace_classes_init();
-  ace_stats_enabled = hk_config_string(HK_OPT_STATS)[0] != '0';
+  // Relaxed: every thread stores the same value; it orders nothing.
+  __atomic_store_n(&ace_stats_enabled, hk_config_string(HK_OPT_STATS)[0] != '0', __ATOMIC_RELAXED);
   pthread_once(&exit_key_once, create_exit_key);
   pthread_setspecific(exit_key, &ace_thread);  // any non-NULL value makes the destructor run
   ace_thread.owner_id = __atomic_fetch_add(&next_owner_id, 1, __ATOMIC_RELAXED);
