@@ -1,0 +1,251 @@
+// The prefixed API, the slow paths of the front door, process-wide set-up (fork handlers, the
+// exit-time statistics) and malloc_trim.
+#define _GNU_SOURCE
+#include "allocator/hakmem.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "allocator/base/config.h"
+#include "allocator/base/stats.h"
+#include "allocator/hakmem_inline.h"
+#include "allocator/os/os.h"
+#include "allocator/superslab/shared_pool.h"
+
+void hk_invalid_pointer(const char *call, const void *block) {
+  hk_report_invalid_pointer(call, "invalid pointer", block);
+}
+
+void *hk_realloc_move(void *block, size_t old_usable, size_t new_size) {
+  void *moved = hk_malloc_inline(new_size);
+  if (!moved) return NULL;  // errno is ENOMEM; the old block stays valid
+  memcpy(moved, block, old_usable < new_size ? old_usable : new_size);
+  hk_free_inline(block, "realloc");
+  return moved;
+}
+
+void *hakmem_malloc(size_t size) { return hk_malloc_inline(size); }
+
+void hakmem_free(void *block) { hk_free_inline(block, "free"); }
+
+void *hakmem_calloc(size_t count, size_t size) { return hk_calloc_inline(count, size); }
+
+void *hakmem_realloc(void *block, size_t size) { return hk_realloc_inline(block, size); }
+
+void *hakmem_reallocarray(void *block, size_t count, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(count, size, &total)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return hk_realloc_inline(block, total);
+}
+
+int hakmem_posix_memalign(void **result, size_t alignment, size_t size) {
+  if (alignment % sizeof(void *) != 0 || !hk_is_power_of_two(alignment)) return EINVAL;
+  int saved_errno = errno;
+  void *block = hk_aligned_inline(alignment, size);
+  if (!block) {
+    errno = saved_errno;  // posix_memalign reports through its result, not errno
+    return ENOMEM;
+  }
+  *result = block;
+  return 0;
+}
+
+void *hakmem_aligned_alloc(size_t alignment, size_t size) {
+  if (!hk_is_power_of_two(alignment)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return hk_aligned_inline(alignment, size);
+}
+
+void *hakmem_memalign(size_t alignment, size_t size) {
+  if (alignment > ((size_t)1 << 62)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (!hk_is_power_of_two(alignment)) alignment = alignment == 0 ? 1 : (size_t)1 << hk_log2_ceil(alignment);
+  return hk_aligned_inline(alignment, size);
+}
+
+void *hakmem_valloc(size_t size) { return hk_aligned_inline(hk_os_page_size(), size); }
+
+void *hakmem_pvalloc(size_t size) {
+  size_t page = hk_os_page_size();
+  if (hk_align_up_overflows(size, page)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return hk_aligned_inline(page, size == 0 ? page : hk_align_up(size, page));
+}
+
+size_t hakmem_malloc_usable_size(void *block) { return hk_usable_size_inline(block, "malloc_usable_size"); }
+
+int hakmem_malloc_trim(size_t pad) {
+  (void)pad;
+  size_t released = ace_trim(1);
+  released += sp_trim(1);
+  return released > 0;
+}
+
+int hakmem_owns(const void *block) {
+  if (!block) return 0;
+  ss_slab *slab = ss_registry_lookup(block);
+  if (slab) return tiny_owns_slab(slab) || ace_owns_slab(slab);
+  return ace_huge_usable_size(block) != 0;
+}
+
+void hakmem_stats_get(hakmem_stats *out) {
+  out->os_mmap_calls = hk_stat_get(HK_STAT_OS_MMAP_CALLS);
+  out->os_munmap_calls = hk_stat_get(HK_STAT_OS_MUNMAP_CALLS);
+  out->os_madvise_calls = hk_stat_get(HK_STAT_OS_MADVISE_CALLS);
+  out->bytes_reserved = hk_stat_get(HK_STAT_OS_BYTES_RESERVED);
+  out->bytes_committed = hk_stat_get(HK_STAT_OS_BYTES_COMMITTED);
+}
+
+// ---- Statistics output (no malloc, no stdio: it runs at exit, inside the allocator) -----------
+typedef struct {
+  int fd;
+  char buffer[4096];
+  size_t length;
+} stats_writer;
+
+static void writer_flush(stats_writer *writer) {
+  size_t done = 0;
+  while (done < writer->length) {
+    ssize_t written = write(writer->fd, writer->buffer + done, writer->length - done);
+    if (written <= 0) {
+      if (written < 0 && errno == EINTR) continue;
+      break;
+    }
+    done += (size_t)written;
+  }
+  writer->length = 0;
+}
+
+static void writer_text(stats_writer *writer, const char *text) {
+  for (; *text; text++) {
+    if (writer->length == sizeof writer->buffer) writer_flush(writer);
+    writer->buffer[writer->length++] = *text;
+  }
+}
+
+static void writer_number(stats_writer *writer, uint64_t value) {
+  char digits[24];
+  hk_report_format_decimal(digits, value);
+  writer_text(writer, digits);
+}
+
+// One "name value" line, or one JSON member.
+static void writer_counter(stats_writer *writer, int json, int *first, const char *name, uint64_t value) {
+  if (json) {
+    writer_text(writer, *first ? "\n  \"" : ",\n  \"");
+    writer_text(writer, name);
+    writer_text(writer, "\": ");
+  } else {
+    writer_text(writer, "hakmem: ");
+    writer_text(writer, name);
+    writer_text(writer, " ");
+  }
+  writer_number(writer, value);
+  if (!json) writer_text(writer, "\n");
+  *first = 0;
+}
+
+static const char *const tiny_stat_names[] = {
+    "refills", "blocks_refilled", "flushes", "blocks_flushed", "remote_frees", "remote_collected",
+    "slabs_acquired", "slabs_released", "slabs_abandoned", "slabs_adopted", "abandoned_lock_takes",
+};
+
+void hakmem_stats_write(int fd, int json) {
+  stats_writer writer = {.fd = fd, .length = 0};
+  int first = 1;
+  if (json) writer_text(&writer, "{");
+  for (int i = 0; i < HK_STAT_COUNT; i++)
+    writer_counter(&writer, json, &first, hk_stat_name((hk_stat_id)i), hk_stat_get((hk_stat_id)i));
+  tiny_class_stats classes[TINY_CLASS_COUNT];
+  tiny_stats_get(classes);
+  _Static_assert(sizeof(tiny_stat_names) / sizeof(tiny_stat_names[0]) == sizeof(tiny_class_stats) / sizeof(uint64_t),
+                 "one name per tiny counter");
+  for (unsigned c = 0; c < TINY_CLASS_COUNT; c++) {
+    const uint64_t *values = (const uint64_t *)&classes[c];
+    int any = 0;
+    for (size_t i = 0; i < sizeof(tiny_class_stats) / sizeof(uint64_t); i++) any |= values[i] != 0;
+    if (!any) continue;
+    for (size_t i = 0; i < sizeof(tiny_class_stats) / sizeof(uint64_t); i++) {
+      char name[64] = "tiny.class";
+      size_t length = 10;
+      length += hk_report_format_decimal(name + length, tiny_class_size[c]);
+      name[length++] = '.';
+      const char *field = tiny_stat_names[i];
+      while (*field && length < sizeof name - 1) name[length++] = *field++;
+      name[length] = '\0';
+      writer_counter(&writer, json, &first, name, values[i]);
+    }
+  }
+  // Peak RSS, from the kernel's own accounting (VmHWM in /proc/self/status), in KiB.
+  int status = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+  if (status >= 0) {
+    char text[4096];
+    ssize_t got = read(status, text, sizeof text - 1);
+    close(status);
+    if (got > 0) {
+      text[got] = '\0';
+      const char *hwm = strstr(text, "VmHWM:");
+      if (hwm) {
+        uint64_t kib = 0;
+        for (hwm += 6; *hwm == ' ' || *hwm == '\t'; hwm++) {}
+        for (; *hwm >= '0' && *hwm <= '9'; hwm++) kib = kib * 10 + (uint64_t)(*hwm - '0');
+        writer_counter(&writer, json, &first, "process.peak_rss_kib", kib);
+      }
+    }
+  }
+  if (json) writer_text(&writer, "\n}\n");
+  writer_flush(&writer);
+}
+
+// ---- Process set-up ---------------------------------------------------------------------------
+static void before_fork(void) {
+  tiny_prefork();
+  ace_prefork();
+  sp_prefork();
+}
+
+static void after_fork_parent(void) {
+  sp_postfork_parent();
+  ace_postfork_parent();
+  tiny_postfork_parent();
+}
+
+static void after_fork_child(void) {
+  sp_postfork_child();
+  ace_postfork_child();
+  tiny_postfork_child();
+}
+
+static void print_stats_at_exit(void) {
+  const char *setting = hk_config_string(HK_OPT_STATS);
+  if (strncmp(setting, "json:", 5) == 0) {
+    int fd = open(setting + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      hk_report_warning2(setting + 5, ": HAKMEM_STATS file cannot be opened");
+      return;
+    }
+    hakmem_stats_write(fd, 1);
+    close(fd);
+  } else if (setting[0] != '0') {
+    hakmem_stats_write(2, 0);
+  }
+}
+
+// Runs when the library is loaded (or the program starts, for the static override). Nothing
+// here is needed for allocation to work: every layer initialises itself lazily on first use, so
+// allocations made before this (by other constructors) are fine.
+__attribute__((constructor)) static void hakmem_process_setup(void) {
+  pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+  if (hk_config_string(HK_OPT_STATS)[0] != '0') atexit(print_stats_at_exit);
+}

@@ -1,0 +1,66 @@
+// HAKMEM's prefixed API: the whole malloc family under hakmem_* names, with glibc's semantics,
+// for programs that embed HAKMEM beside the system allocator (//:hakmem). The preload library
+// and //:hakmem_static export the same functions under the standard names.
+#ifndef HAKMEM_ALLOCATOR_HAKMEM_H_
+#define HAKMEM_ALLOCATOR_HAKMEM_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// malloc: a block of at least `size` bytes, 16-byte aligned; NULL with errno ENOMEM.
+void *hakmem_malloc(size_t size);
+// free: NULL is ignored; a pointer that is not the start of a live HAKMEM block aborts with
+// "hakmem: free(): invalid pointer 0x...".
+void hakmem_free(void *block);
+// calloc: count * size zeroed bytes; NULL with ENOMEM on overflow or exhaustion.
+void *hakmem_calloc(size_t count, size_t size);
+// realloc: resizes keeping the contents; NULL block means malloc; size 0 frees and returns NULL.
+// On failure returns NULL with ENOMEM and leaves the block untouched.
+void *hakmem_realloc(void *block, size_t size);
+// reallocarray: realloc(block, count * size) with an overflow check (ENOMEM).
+void *hakmem_reallocarray(void *block, size_t count, size_t size);
+// posix_memalign: returns 0, EINVAL (alignment not a power of two multiple of sizeof(void *)) or
+// ENOMEM; *result is set only on success.
+int hakmem_posix_memalign(void **result, size_t alignment, size_t size);
+// aligned_alloc: EINVAL with NULL for an alignment that is not a power of two.
+void *hakmem_aligned_alloc(size_t alignment, size_t size);
+// memalign: like glibc, a non-power-of-two alignment is rounded up to the next power of two.
+void *hakmem_memalign(size_t alignment, size_t size);
+// valloc: page-aligned.
+void *hakmem_valloc(size_t size);
+// pvalloc: page-aligned, size rounded up to whole pages (ENOMEM on overflow).
+void *hakmem_pvalloc(size_t size);
+// malloc_usable_size: the bytes the block can really hold (>= the request); 0 for NULL.
+size_t hakmem_malloc_usable_size(void *block);
+// malloc_trim: returns free memory to the OS now (caches, free slabs, cached SuperSlabs and huge
+// mappings). Returns 1 when memory was released, else 0. `pad` is ignored.
+int hakmem_malloc_trim(size_t pad);
+
+// A few totals for programs and tests (the full set prints at exit with HAKMEM_STATS=1).
+typedef struct {
+  uint64_t os_mmap_calls;      // mmap calls so far
+  uint64_t os_munmap_calls;    // munmap calls so far
+  uint64_t os_madvise_calls;   // madvise calls so far
+  uint64_t bytes_reserved;     // address space mapped now
+  uint64_t bytes_committed;    // mapped and not decommitted now
+} hakmem_stats;
+
+// Fills `out` with the current totals.
+void hakmem_stats_get(hakmem_stats *out);
+
+// Writes every counter to file descriptor `fd` as text (json = 0) or JSON (json = 1), using no
+// malloc and no stdio. What HAKMEM_STATS=1 / json:PATH does at exit.
+void hakmem_stats_write(int fd, int json);
+
+// True when `block` is a pointer HAKMEM handed out (a slab or huge block of ours).
+int hakmem_owns(const void *block);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif  // HAKMEM_ALLOCATOR_HAKMEM_H_

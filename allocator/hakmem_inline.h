@@ -1,0 +1,118 @@
+// The front door's bodies, static inline so that both the prefixed API (hakmem.c) and the malloc
+// override (malloc_override.c) get the fast paths inlined: a tiny or mid allocation that hits the
+// thread cache, and a free into a slab the calling thread owns, make no out-of-line call.
+//
+// Private to //allocator: only hakmem.c and malloc_override.c include it.
+#ifndef HAKMEM_ALLOCATOR_HAKMEM_INLINE_H_
+#define HAKMEM_ALLOCATOR_HAKMEM_INLINE_H_
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "allocator/base/bits.h"
+#include "allocator/base/report.h"
+#include "allocator/midlarge/ace.h"
+#include "allocator/superslab/registry.h"
+#include "allocator/tiny/tiny.h"
+
+// Alignment every malloc result has (what glibc gives on x86-64).
+#define HK_MIN_ALIGNMENT 16
+
+// Out of line (hakmem.c): slow and rare paths.
+void *hk_realloc_move(void *block, size_t old_usable, size_t new_size);
+__attribute__((noreturn, cold)) void hk_invalid_pointer(const char *call, const void *block);
+
+static inline void *hk_malloc_inline(size_t size) {
+  if (HK_LIKELY(size <= TINY_MAX_SIZE)) return tiny_alloc(size);
+  return ace_alloc(size);
+}
+
+// Frees `block` on behalf of API function `call` (named in the message for a bad pointer).
+static inline void hk_free_inline(void *block, const char *call) {
+  if (HK_UNLIKELY(block == NULL)) return;
+  ss_slab *slab = ss_registry_lookup(block);
+  if (HK_LIKELY(slab != NULL)) {
+    if (HK_LIKELY(tiny_owns_slab(slab))) {
+      tiny_free(block, slab, call);
+      return;
+    }
+    if (HK_LIKELY(ace_owns_slab(slab))) {
+      ace_free(block, slab, call);
+      return;
+    }
+    hk_invalid_pointer(call, block);
+  }
+  if (!ace_huge_free(block)) hk_invalid_pointer(call, block);
+}
+
+static inline void *hk_calloc_inline(size_t count, size_t size) {
+  size_t total;
+  if (HK_UNLIKELY(__builtin_mul_overflow(count, size, &total))) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (HK_LIKELY(total <= TINY_MAX_SIZE)) return tiny_calloc(total);
+  return ace_calloc(total);
+}
+
+// Usable size of a block of ours, or aborts naming `call` for a pointer that is not one.
+static inline size_t hk_usable_size_inline(const void *block, const char *call) {
+  if (block == NULL) return 0;
+  ss_slab *slab = ss_registry_lookup(block);
+  if (HK_LIKELY(slab != NULL)) {
+    if (tiny_owns_slab(slab)) {
+      if (!tiny_is_block_start(block, slab)) hk_invalid_pointer(call, block);
+      return tiny_usable_size(slab);
+    }
+    if (ace_owns_slab(slab)) return ace_usable_size(block, slab);
+    hk_invalid_pointer(call, block);
+  }
+  size_t huge = ace_huge_usable_size(block);
+  if (huge == 0) hk_invalid_pointer(call, block);
+  return huge;
+}
+
+static inline void *hk_realloc_inline(void *block, size_t new_size) {
+  if (block == NULL) return hk_malloc_inline(new_size);
+  if (new_size == 0) {
+    // glibc: realloc(p, 0) frees p and returns NULL.
+    hk_free_inline(block, "realloc");
+    return NULL;
+  }
+  ss_slab *slab = ss_registry_lookup(block);
+  size_t old_usable;
+  if (HK_LIKELY(slab != NULL)) {
+    if (tiny_owns_slab(slab)) {
+      if (!tiny_is_block_start(block, slab)) hk_invalid_pointer("realloc", block);
+      old_usable = tiny_usable_size(slab);
+      // Same class: nothing to do. (A shrink to a smaller class moves, to give the space back.)
+      if (new_size <= TINY_MAX_SIZE && tiny_size_to_class(new_size) == slab->kind) return block;
+    } else if (ace_owns_slab(slab)) {
+      old_usable = ace_usable_size(block, slab);
+      void *resized = ace_resize(block, slab, new_size);
+      if (resized) return resized;
+    } else {
+      hk_invalid_pointer("realloc", block);
+    }
+  } else {
+    old_usable = ace_huge_usable_size(block);
+    if (old_usable == 0) hk_invalid_pointer("realloc", block);
+    void *resized = ace_resize(block, NULL, new_size);
+    if (resized) return resized;
+  }
+  return hk_realloc_move(block, old_usable, new_size);
+}
+
+// Aligned allocation; `alignment` is a power of two (callers check).
+static inline void *hk_aligned_inline(size_t alignment, size_t size) {
+  if (alignment <= HK_MIN_ALIGNMENT) return hk_malloc_inline(size);
+  // Power-of-two tiny classes are naturally aligned to their size (slab data starts 4 KiB- or
+  // 64 KiB-aligned and blocks are packed from there), so a power of two >= both fits.
+  size_t needed = size > alignment ? size : alignment;
+  if (needed <= TINY_MAX_SIZE) return tiny_alloc((size_t)1 << hk_log2_ceil(needed));
+  return ace_alloc_aligned(alignment, size);
+}
+
+#endif  // HAKMEM_ALLOCATOR_HAKMEM_INLINE_H_

@@ -1,0 +1,285 @@
+// The prefixed API, function by function, on every size range, with glibc's edge cases.
+#include "allocator/hakmem.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace {
+
+// Sizes that cross every range boundary: tiny (<= 1 KiB), mid (<= 32 KiB), large (<= 512 KiB),
+// huge (above), each at the boundary and one byte either side.
+const std::vector<size_t> &BoundarySizes() {
+  static const std::vector<size_t> sizes = {
+      0, 1, 15, 16, 17, 127, 128, 129, 1023, 1024, 1025, 4095, 4096, 4097, 32767, 32768, 32769,
+      65535, 65536, 65537, 524287, 524288, 524289, (size_t)1 << 20, (size_t)5 << 20, (size_t)64 << 20,
+  };
+  return sizes;
+}
+
+void Fill(void *block, size_t size, unsigned seed) {
+  unsigned char *bytes = static_cast<unsigned char *>(block);
+  for (size_t i = 0; i < size; i++) bytes[i] = static_cast<unsigned char>(i * 31 + seed);
+}
+
+bool Holds(const void *block, size_t size, unsigned seed) {
+  const unsigned char *bytes = static_cast<const unsigned char *>(block);
+  for (size_t i = 0; i < size; i++)
+    if (bytes[i] != static_cast<unsigned char>(i * 31 + seed)) return false;
+  return true;
+}
+
+TEST(Malloc, EveryRangeHoldsDataAndReportsUsableSize) {
+  for (size_t size : BoundarySizes()) {
+    void *block = hakmem_malloc(size);
+    ASSERT_NE(block, nullptr) << size;
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(block) % 16, 0u) << size;
+    EXPECT_TRUE(hakmem_owns(block));
+    EXPECT_GE(hakmem_malloc_usable_size(block), size);
+    Fill(block, size, 3);
+    EXPECT_TRUE(Holds(block, size, 3)) << size;
+    hakmem_free(block);
+  }
+}
+
+TEST(Malloc, ImpossibleSizesFailWithEnomem) {
+  for (size_t size : {SIZE_MAX, SIZE_MAX - 4096, (size_t)1 << 62, (size_t)1 << 50}) {
+    errno = 0;
+    EXPECT_EQ(hakmem_malloc(size), nullptr) << size;
+    EXPECT_EQ(errno, ENOMEM) << size;
+  }
+}
+
+TEST(Free, NullIsIgnored) { hakmem_free(nullptr); }
+
+TEST(Calloc, ZeroesEveryRangeAndChecksOverflow) {
+  for (size_t size : BoundarySizes()) {
+    // Dirty a block of the same size first so reuse would show.
+    void *dirty = hakmem_malloc(size);
+    memset(dirty, 0xa5, size);
+    hakmem_free(dirty);
+    unsigned char *block = static_cast<unsigned char *>(hakmem_calloc(1, size));
+    ASSERT_NE(block, nullptr) << size;
+    for (size_t i = 0; i < size; i++) ASSERT_EQ(block[i], 0) << "size " << size << " byte " << i;
+    hakmem_free(block);
+  }
+  errno = 0;
+  EXPECT_EQ(hakmem_calloc(SIZE_MAX / 2, 3), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  void *empty = hakmem_calloc(0, 0);
+  EXPECT_NE(empty, nullptr);
+  hakmem_free(empty);
+}
+
+TEST(Realloc, GrowsAndShrinksAcrossEveryBoundaryKeepingContent) {
+  std::vector<size_t> path = BoundarySizes();
+  path.erase(path.begin());  // start from 1 byte
+  std::vector<size_t> down(path.rbegin(), path.rend());
+  path.insert(path.end(), down.begin(), down.end());
+  size_t current = path[0];
+  void *block = hakmem_malloc(current);
+  Fill(block, current, 7);
+  for (size_t next : path) {
+    block = hakmem_realloc(block, next);
+    ASSERT_NE(block, nullptr) << next;
+    size_t kept = current < next ? current : next;
+    ASSERT_TRUE(Holds(block, kept, 7)) << current << " -> " << next;
+    EXPECT_GE(hakmem_malloc_usable_size(block), next);
+    Fill(block, next, 7);
+    current = next;
+  }
+  hakmem_free(block);
+}
+
+TEST(Realloc, NullAndZeroFollowGlibc) {
+  void *block = hakmem_realloc(nullptr, 100);
+  ASSERT_NE(block, nullptr);
+  EXPECT_EQ(hakmem_realloc(block, 0), nullptr);  // frees, like glibc
+  void *large = hakmem_malloc(100000);
+  errno = 0;
+  EXPECT_EQ(hakmem_realloc(large, SIZE_MAX - 10), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  Fill(large, 100000, 1);  // the failed realloc left the block valid
+  EXPECT_TRUE(Holds(large, 100000, 1));
+  hakmem_free(large);
+}
+
+TEST(Reallocarray, ChecksOverflow) {
+  errno = 0;
+  EXPECT_EQ(hakmem_reallocarray(nullptr, SIZE_MAX / 8, 16), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  int *array = static_cast<int *>(hakmem_reallocarray(nullptr, 10, sizeof(int)));
+  ASSERT_NE(array, nullptr);
+  for (int i = 0; i < 10; i++) array[i] = i;
+  array = static_cast<int *>(hakmem_reallocarray(array, 1000, sizeof(int)));
+  for (int i = 0; i < 10; i++) EXPECT_EQ(array[i], i);
+  hakmem_free(array);
+}
+
+TEST(AlignedAllocation, EveryPowerOfTwoUpTo64MiBOnEveryRange) {
+  for (size_t alignment = 8; alignment <= ((size_t)64 << 20); alignment <<= 1) {
+    for (size_t size : {(size_t)1, (size_t)100, (size_t)1500, (size_t)40000, (size_t)700000}) {
+      void *block = nullptr;
+      ASSERT_EQ(hakmem_posix_memalign(&block, alignment, size), 0) << alignment << " " << size;
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(block) % alignment, 0u) << alignment << " " << size;
+      EXPECT_GE(hakmem_malloc_usable_size(block), size);
+      Fill(block, size, 9);
+      EXPECT_TRUE(Holds(block, size, 9));
+      hakmem_free(block);
+      void *other = hakmem_aligned_alloc(alignment, size);
+      ASSERT_NE(other, nullptr);
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(other) % alignment, 0u);
+      hakmem_free(other);
+    }
+  }
+}
+
+TEST(AlignedAllocation, BadAlignmentsAreRejected) {
+  void *block = reinterpret_cast<void *>(0x1);
+  EXPECT_EQ(hakmem_posix_memalign(&block, 0, 10), EINVAL);
+  EXPECT_EQ(hakmem_posix_memalign(&block, 24, 10), EINVAL);
+  EXPECT_EQ(hakmem_posix_memalign(&block, 4, 10), EINVAL);  // not a multiple of sizeof(void *)
+  EXPECT_EQ(block, reinterpret_cast<void *>(0x1));           // untouched on failure
+  EXPECT_EQ(hakmem_posix_memalign(&block, 64, SIZE_MAX - 100), ENOMEM);
+  errno = 0;
+  EXPECT_EQ(hakmem_aligned_alloc(3, 10), nullptr);
+  EXPECT_EQ(errno, EINVAL);
+  // memalign rounds a non-power of two up, as glibc does.
+  void *rounded = hakmem_memalign(24, 10);
+  ASSERT_NE(rounded, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(rounded) % 32, 0u);
+  hakmem_free(rounded);
+}
+
+TEST(PageAlignedAllocation, VallocAndPvalloc) {
+  long page = sysconf(_SC_PAGESIZE);
+  void *v = hakmem_valloc(10);
+  ASSERT_NE(v, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(v) % page, 0u);
+  hakmem_free(v);
+  void *p = hakmem_pvalloc(page + 1);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % page, 0u);
+  EXPECT_GE(hakmem_malloc_usable_size(p), static_cast<size_t>(2 * page));
+  hakmem_free(p);
+  errno = 0;
+  EXPECT_EQ(hakmem_pvalloc(SIZE_MAX - 10), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+}
+
+TEST(UsableSize, NullIsZero) { EXPECT_EQ(hakmem_malloc_usable_size(nullptr), 0u); }
+
+TEST(Ownership, ForeignPointersAreNotOurs) {
+  int on_stack = 0;
+  static int in_data;
+  EXPECT_FALSE(hakmem_owns(&on_stack));
+  EXPECT_FALSE(hakmem_owns(&in_data));
+  void *glibc = malloc(100);  // this test binary's malloc is glibc's
+  EXPECT_FALSE(hakmem_owns(glibc));
+  free(glibc);
+}
+
+TEST(FreeDeathTest, ForeignAndInteriorPointersAbortWithAMessage) {
+  int on_stack = 0;
+  EXPECT_DEATH(hakmem_free(&on_stack), "hakmem: free\\(\\): invalid pointer 0x");
+  char *tiny = static_cast<char *>(hakmem_malloc(64));
+  EXPECT_DEATH(hakmem_free(tiny + 16), "hakmem: free\\(\\): invalid pointer");
+  char *mid = static_cast<char *>(hakmem_malloc(5000));
+  EXPECT_DEATH(hakmem_free(mid + 8), "hakmem: free\\(\\): invalid pointer");
+  char *huge = static_cast<char *>(hakmem_malloc(4 << 20));
+  EXPECT_DEATH(hakmem_free(huge + 4096), "hakmem: free\\(\\): invalid pointer");
+  EXPECT_DEATH(hakmem_realloc(&on_stack, 10), "hakmem: realloc\\(\\): invalid pointer");
+  EXPECT_DEATH(hakmem_malloc_usable_size(&on_stack), "hakmem: malloc_usable_size\\(\\): invalid pointer");
+  hakmem_free(tiny);
+  hakmem_free(mid);
+  hakmem_free(huge);
+}
+
+TEST(MallocTrim, ReturnsFreedMemory) {
+  std::vector<void *> blocks;
+  for (int i = 0; i < 200; i++) blocks.push_back(hakmem_malloc(200000));
+  for (void *block : blocks) memset(block, 1, 200000);
+  for (void *block : blocks) hakmem_free(block);
+  hakmem_stats before;
+  hakmem_stats_get(&before);
+  EXPECT_EQ(hakmem_malloc_trim(0), 1);
+  hakmem_stats after;
+  hakmem_stats_get(&after);
+  EXPECT_LT(after.bytes_committed, before.bytes_committed);
+}
+
+// fork() from a program with four allocating threads, repeatedly: each child allocates on every
+// range and exits 0 (the fork handlers keep the allocator's locks consistent in the child).
+TEST(Fork, ChildOfAThreadedProgramCanAllocate) {
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; t++)
+    threads.emplace_back([&stop, t] {
+      std::vector<void *> held;
+      while (!stop.load(std::memory_order_relaxed)) {
+        for (size_t size : {(size_t)24, (size_t)3000, (size_t)70000, (size_t)(1 << 20)}) {
+          void *block = hakmem_malloc(size + t);
+          memset(block, t, size);
+          held.push_back(block);
+        }
+        if (held.size() > 64) {
+          for (void *block : held) hakmem_free(block);
+          held.clear();
+        }
+      }
+      for (void *block : held) hakmem_free(block);
+    });
+  for (int round = 0; round < 20; round++) {
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      for (int i = 0; i < 1000; i++) {
+        for (size_t size : BoundarySizes()) {
+          if (size > (1 << 20)) continue;
+          void *block = hakmem_malloc(size);
+          if (!block && size) _exit(2);
+          memset(block, 5, size);
+          hakmem_free(block);
+        }
+      }
+      _exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status)) << "round " << round;
+    ASSERT_EQ(WEXITSTATUS(status), 0) << "round " << round;
+  }
+  stop = true;
+  for (auto &thread : threads) thread.join();
+}
+
+TEST(Stats, WritesJsonWithTheCounters) {
+  int pipe_ends[2];
+  ASSERT_EQ(pipe(pipe_ends), 0);
+  void *block = hakmem_malloc(2 << 20);
+  hakmem_free(block);
+  hakmem_stats_write(pipe_ends[1], 1);
+  close(pipe_ends[1]);
+  std::string text;
+  char buffer[4096];
+  ssize_t got;
+  while ((got = read(pipe_ends[0], buffer, sizeof buffer)) > 0) text.append(buffer, got);
+  close(pipe_ends[0]);
+  EXPECT_EQ(text.front(), '{');
+  EXPECT_NE(text.find("\"os.mmap_calls\": "), std::string::npos) << text;
+  EXPECT_NE(text.find("\"process.peak_rss_kib\": "), std::string::npos) << text;
+  hakmem_stats stats;
+  hakmem_stats_get(&stats);
+  EXPECT_GT(stats.os_mmap_calls, 0u);
+}
+
+}  // namespace
