@@ -194,9 +194,12 @@ static void *huge_alloc(size_t size, size_t alignment, int *fresh) {
   *fresh = 0;
   if (have) {
     if (taken.length >= length) {
-      // Keep up to 1/8 extra as slack (realloc room); cut the rest off without moving.
-      size_t keep = length + hk_align_down(length / 8, page);
-      if (taken.length > keep && hk_os_remap((void *)taken.start, taken.length, keep, 0)) {
+      // Up to four times the request, the whole mapping serves as it is: no syscall, no fault
+      // (cutting it would free pages a later, bigger request faults back in), and the slack is
+      // realloc room. Beyond that, cut it to twice the request without moving, so a small block
+      // does not pin a big mapping's resident pages.
+      size_t keep = 2 * length;
+      if (taken.length > 4 * length && hk_os_remap((void *)taken.start, taken.length, keep, 0)) {
         hk_stat_add(HK_STAT_ACE_HUGE_REMAPS, 1);
         taken.length = keep;
       }
@@ -293,10 +296,12 @@ void *ace_huge_resize(void *block, size_t new_size) {
     return NULL;
   }
   size_t length = entry->length, alignment = entry->alignment;
-  if (new_size <= length && (new_size > length / 2 || new_size > ACE_HUGE_THRESHOLD)) {
-    // Fits. Give back the tail when more than a quarter would be unused.
-    size_t keep = hk_align_up(new_size ? new_size : 1, page);
-    if (length - keep > length / 4 && hk_os_remap(block, length, keep, 0)) {
+  if (new_size <= length && (new_size >= length / 4 || new_size > ACE_HUGE_THRESHOLD)) {
+    // Fits. A shrink to a quarter or more stays as it is (no syscall: the next growth of a
+    // buffer that shrinks and grows again is free); a deeper one gives the tail back, keeping
+    // half the new size as growth room.
+    size_t keep = hk_align_up(new_size + new_size / 2, page);
+    if (new_size < length / 4 && keep < length && hk_os_remap(block, length, keep, 0)) {
       hk_stat_add(HK_STAT_ACE_HUGE_REMAPS, 1);
       live_bytes -= length - keep;
       entry->length = keep;
@@ -308,9 +313,10 @@ void *ace_huge_resize(void *block, size_t new_size) {
     huge_unlock();  // much smaller: a mid block serves it better (the caller copies)
     return NULL;
   }
-  // Grow with 1/8 slack so a run of small growths costs few mremaps. Remove the entry first:
-  // once the old range is unmapped another thread may map and register the same address.
-  size_t grown = hk_align_up(new_size + new_size / 8, page);
+  // Grow with 1/2 slack so a run of growths costs few mremaps: the slack is address space only
+  // until it is written. Remove the entry first: once the old range is unmapped another thread
+  // may map and register the same address.
+  size_t grown = hk_align_up(new_size + new_size / 2, page);
   table_remove(entry);
   huge_unlock();
   void *moved = hk_os_remap(block, length, grown, alignment <= page);
