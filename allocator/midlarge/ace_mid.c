@@ -382,25 +382,30 @@ static void push_remote(ss_slab *head, void *block) {
   } while (!__atomic_compare_exchange_n(&head->remote_free, &top, block, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 }
 
-// A free into a slab whose owner exited: take it over, so it goes back to the pool as soon as
-// its last block does. 0 when another thread adopted it first.
+// A free into a slab whose owner exited: under the list lock, return the block and collect the
+// remote frees; release the slab if that was its last live block, else leave it abandoned.
+// Keeping a slab with live blocks would route their later frees into this thread's bins, where
+// each block pins its slab (see the same function in tiny.c). 0 when another thread adopted it.
 static int adopt_on_free(unsigned c, ss_slab *head, void *block) {
-  if (ace_thread.owner_id == 0) ace_thread_init();
   abandoned_lock(c);
-  int adopted = __atomic_load_n(&head->owner, __ATOMIC_RELAXED) == ACE_OWNER_ABANDONED;
-  if (adopted) {
-    list_unlink(&abandoned[c].list, head);
-    __atomic_store_n(&head->owner, ace_thread.owner_id, __ATOMIC_RELAXED);  // under the lock
+  if (__atomic_load_n(&head->owner, __ATOMIC_RELAXED) != ACE_OWNER_ABANDONED) {
+    abandoned_unlock(c);
+    return 0;
   }
-  abandoned_unlock(c);
-  if (!adopted) return 0;
-  ACE_COUNT(c, slabs_adopted, 1);
+  list_unlink(&abandoned[c].list, head);
   *(void **)block = head->free_list;
   head->free_list = block;
   head->used--;
   collect_remote(head);
-  if (head->used == 0) release_slab(c, head);
-  else list_push_front(&ace_slow.classes[c].owned, head);
+  if (head->used != 0) {
+    list_push_front(&abandoned[c].list, head);  // still abandoned; owner unchanged
+    abandoned_unlock(c);
+    return 1;
+  }
+  __atomic_store_n(&head->owner, 0, __ATOMIC_RELAXED);  // under the lock
+  abandoned_unlock(c);
+  ACE_COUNT(c, slabs_adopted, 1);
+  release_slab(c, head);
   return 1;
 }
 

@@ -350,30 +350,36 @@ static void push_remote(ss_slab *slab, void *block) {
   } while (!__atomic_compare_exchange_n(&slab->remote_free, &head, block, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 }
 
-// A free into a slab whose owner exited: the freeing thread takes the slab over, so the slab is
-// released to the pool as soon as its last block comes back instead of waiting on the abandoned
-// list for a refill of its class. Returns 0 when another thread adopted it first.
+// A free into a slab whose owner exited: the freeing thread takes the slab over for a moment,
+// returns the block and collects the remote frees, and releases the slab to the pool if that was
+// its last live block, instead of leaving it on the abandoned list until a refill of its class.
+// A slab that still has live blocks goes back on the abandoned list: keeping it would route the
+// later frees of its blocks into this thread's bins, where each block pins its slab (a thread
+// that only frees, like a main thread collecting leftovers, would pin hundreds of slabs).
+// Returns 0 when another thread adopted it first.
 static int adopt_on_free(unsigned class_index, ss_slab *slab, void *block) {
-  if (tiny_thread.owner_id == 0) thread_init();
   abandoned_lock(class_index);
   int adopted = __atomic_load_n(&slab->owner, __ATOMIC_RELAXED) == TINY_OWNER_ABANDONED;
-  if (adopted) {
-    list_unlink(&abandoned[class_index].list, slab);
-    __atomic_store_n(&slab->owner, tiny_thread.owner_id, __ATOMIC_RELAXED);
+  if (adopted) list_unlink(&abandoned[class_index].list, slab);
+  if (!adopted) {
+    abandoned_unlock(class_index);
+    return 0;
   }
-  abandoned_unlock(class_index);
-  if (!adopted) return 0;
-  COUNT(class_index, slabs_adopted, 1);
+  // The slab's owner-only fields are ours while we hold the lock and the slab is off the list.
   *(void **)block = slab->free_list;
   slab->free_list = block;
   slab->used--;
   collect_remote(class_index, slab);
-  tiny_class_state *state = &class_states[class_index];
-  if (slab->used == 0) {
-    release_slab(class_index, slab);
-  } else {
-    list_push_front(&state->owned, slab);
+  if (slab->used != 0) {
+    list_push_front(&abandoned[class_index].list, slab);  // still abandoned; owner unchanged
+    abandoned_unlock(class_index);
+    return 1;
   }
+  // Not abandoned any more, decided under the lock (a racing free would wait on it).
+  __atomic_store_n(&slab->owner, 0, __ATOMIC_RELAXED);
+  abandoned_unlock(class_index);
+  COUNT(class_index, slabs_adopted, 1);
+  release_slab(class_index, slab);
   return 1;
 }
 
