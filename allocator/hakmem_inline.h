@@ -20,17 +20,21 @@
 // Alignment every malloc result has (what glibc gives on x86-64).
 #define HK_MIN_ALIGNMENT 16
 
+// The bodies below must inline into malloc/free themselves (gcc would otherwise keep the larger
+// ones out of line and reach them with a jump).
+#define HK_ALWAYS_INLINE static inline __attribute__((always_inline))
+
 // Out of line (hakmem.c): slow and rare paths.
 void *hk_realloc_move(void *block, size_t old_usable, size_t new_size);
 __attribute__((noreturn, cold)) void hk_invalid_pointer(const char *call, const void *block);
 
-static inline void *hk_malloc_inline(size_t size) {
+HK_ALWAYS_INLINE void *hk_malloc_inline(size_t size) {
   if (HK_LIKELY(size <= TINY_MAX_SIZE)) return tiny_alloc(size);
   return ace_alloc(size);
 }
 
 // Frees `block` on behalf of API function `call` (named in the message for a bad pointer).
-static inline void hk_free_inline(void *block, const char *call) {
+HK_ALWAYS_INLINE void hk_free_inline(void *block, const char *call) {
   if (HK_UNLIKELY(block == NULL)) return;
   ss_slab *slab = ss_registry_lookup(block);
   if (HK_LIKELY(slab != NULL)) {
@@ -47,7 +51,7 @@ static inline void hk_free_inline(void *block, const char *call) {
   if (!ace_huge_free(block)) hk_invalid_pointer(call, block);
 }
 
-static inline void *hk_calloc_inline(size_t count, size_t size) {
+HK_ALWAYS_INLINE void *hk_calloc_inline(size_t count, size_t size) {
   size_t total;
   if (HK_UNLIKELY(__builtin_mul_overflow(count, size, &total))) {
     errno = ENOMEM;
@@ -58,7 +62,7 @@ static inline void *hk_calloc_inline(size_t count, size_t size) {
 }
 
 // Usable size of a block of ours, or aborts naming `call` for a pointer that is not one.
-static inline size_t hk_usable_size_inline(const void *block, const char *call) {
+HK_ALWAYS_INLINE size_t hk_usable_size_inline(const void *block, const char *call) {
   if (block == NULL) return 0;
   ss_slab *slab = ss_registry_lookup(block);
   if (HK_LIKELY(slab != NULL)) {
@@ -74,7 +78,7 @@ static inline size_t hk_usable_size_inline(const void *block, const char *call) 
   return huge;
 }
 
-static inline void *hk_realloc_inline(void *block, size_t new_size) {
+HK_ALWAYS_INLINE void *hk_realloc_inline(void *block, size_t new_size) {
   if (block == NULL) return hk_malloc_inline(new_size);
   if (new_size == 0) {
     // glibc: realloc(p, 0) frees p and returns NULL.
@@ -106,7 +110,7 @@ static inline void *hk_realloc_inline(void *block, size_t new_size) {
 }
 
 // Aligned allocation; `alignment` is a power of two (callers check).
-static inline void *hk_aligned_inline(size_t alignment, size_t size) {
+HK_ALWAYS_INLINE void *hk_aligned_inline(size_t alignment, size_t size) {
   if (alignment <= HK_MIN_ALIGNMENT) return hk_malloc_inline(size);
   // Power-of-two tiny classes are naturally aligned to their size (slab data starts 4 KiB- or
   // 64 KiB-aligned and blocks are packed from there), so a power of two >= both fits.

@@ -89,7 +89,13 @@ static inline void *tiny_alloc_class(unsigned class_index) {
 // True when `block` is the start of a block of `slab` (a tiny slab): in range and on a block
 // boundary, checked with a multiply by the class's reciprocal instead of a division.
 static inline int tiny_is_block_start(const void *block, const ss_slab *slab) {
-  uint64_t offset = (uint64_t)((uintptr_t)block - (uintptr_t)ss_slab_base(slab));
+  // A tiny slab is one slot, so its data starts at the block's 64 KiB slot, after the header
+  // page in slot 0: derived from the address, with no load. A pointer into the header page
+  // gives a huge offset and fails the range check.
+  uintptr_t address = (uintptr_t)block;
+  uintptr_t slot_index = (address >> SS_SLAB_SIZE_LOG2) & (SS_SLABS_PER_SUPERSLAB - 1);
+  uintptr_t data_start = (address & ~(uintptr_t)(SS_SLAB_SIZE - 1)) + (slot_index == 0 ? SS_HEADER_SIZE : 0);
+  uint64_t offset = (uint64_t)(address - data_start);
   if (offset >= (uint64_t)slab->capacity * slab->block_size) return 0;
   uint64_t reciprocal = tiny_class_reciprocal[slab->kind];
   return offset * reciprocal < reciprocal;
