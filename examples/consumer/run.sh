@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Builds and tests this consumer workspace (its own output base: it is a different workspace).
+set -euo pipefail
+cd "$(dirname "$0")"
+bazel build //...
+bazel test //...
