@@ -14,9 +14,10 @@ static inline void *alloc_class(unsigned c) {
   ace_bin *bin = &ace_thread.bins[c];
   void *block = bin->head;
   if (HK_LIKELY(block != NULL)) {
-    bin->head = *(void **)block;
+    bin->head = ace_next(block);
     bin->count--;
     bin->hits++;
+    hk_block_mark_used(block);
     return block;
   }
   return ace_alloc_refill(c);

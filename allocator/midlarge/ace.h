@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "allocator/base/freelist.h"
 #include "allocator/superslab/registry.h"
 
 #ifdef __cplusplus
@@ -107,6 +108,17 @@ void *ace_alloc_refill(unsigned class_index);
 void ace_free_slow(void *block, ss_slab *head);
 void *ace_huge_alloc(size_t size, size_t alignment);
 __attribute__((noreturn, cold)) void ace_invalid_free(void *block, const char *call);
+__attribute__((noreturn, cold)) void ace_double_free(void *block, const char *call);
+__attribute__((noreturn, cold)) void ace_corrupted_list(const void *block);
+
+// The next free block after `block` (hardened build: decoded, and checked to be one of ours).
+static inline void *ace_next(const void *block) {
+  void *next = hk_link_get(block);
+#if HK_HARDENED
+  if (next && (((uintptr_t)next & 15) != 0 || !ss_registry_find(next))) ace_corrupted_list(block);
+#endif
+  return next;
+}
 
 // The slab metadata that carries a block's state: the slot itself, or the head of its span.
 static inline ss_slab *ace_slab_head(ss_slab *slab) {
@@ -133,9 +145,10 @@ static inline void *ace_alloc(size_t size) {
   ace_bin *bin = &ace_thread.bins[c];
   void *block = bin->head;
   if (__builtin_expect(block != NULL, 1)) {
-    bin->head = *(void **)block;
+    bin->head = ace_next(block);
     bin->count--;
     bin->hits++;
+    hk_block_mark_used(block);
     return block;
   }
   return ace_alloc_refill(c);
@@ -163,12 +176,14 @@ static inline int ace_owns_slab(const ss_slab *slab) {
 static inline void ace_free(void *block, ss_slab *slab, const char *call) {
   ss_slab *head = ace_slab_head(slab);
   if (__builtin_expect(!ace_is_block_start(block, head), 0)) ace_invalid_free(block, call);
+  if (HK_HARDENED && __builtin_expect(hk_block_is_marked_free(block), 0)) ace_double_free(block, call);
+  hk_block_mark_free(block);
   ace_bin *bin = &ace_thread.bins[ace_size_to_class(head->block_size)];
   // Relaxed: only this thread ever stores its own id, so equality is stable; any other value
   // routes the block to the slow path.
   uint64_t owner = __atomic_load_n(&head->owner, __ATOMIC_RELAXED);
   if (__builtin_expect(owner == ace_thread.owner_id && bin->count < bin->capacity, 1)) {
-    *(void **)block = bin->head;
+    hk_link_set(block, bin->head);
     bin->head = block;
     bin->count++;
     return;

@@ -153,6 +153,7 @@ static void create_exit_key(void) {
 }
 
 void ace_thread_init(void) {
+  hk_freelist_init();
   ace_classes_init();
   // Relaxed: every thread stores the same value; it orders nothing.
   __atomic_store_n(&ace_stats_enabled, hk_config_string(HK_OPT_STATS)[0] != '0', __ATOMIC_RELAXED);
@@ -198,9 +199,9 @@ static uint32_t collect_remote(ss_slab *head) {
   void *list = __atomic_exchange_n(&head->remote_free, NULL, __ATOMIC_ACQUIRE);
   uint32_t count = 0;
   void *tail = NULL;
-  for (void *block = list; block; block = *(void **)block) tail = block, count++;
+  for (void *block = list; block; block = ace_next(block)) tail = block, count++;
   if (tail) {
-    *(void **)tail = head->free_list;
+    hk_link_set(tail, head->free_list);
     head->free_list = list;
     head->used -= count;
   }
@@ -216,8 +217,8 @@ static uint32_t take_blocks(ss_slab *head, ace_bin *bin, uint32_t want) {
       if (collect_remote(head) == 0) break;
       continue;
     }
-    head->free_list = *(void **)block;
-    *(void **)block = bin->head;
+    head->free_list = ace_next(block);
+    hk_link_set(block, bin->head);
     bin->head = block;
     got++;
   }
@@ -230,8 +231,8 @@ static uint32_t take_blocks(ss_slab *head, ace_bin *bin, uint32_t want) {
     if (count > want - got) count = want - got;
     char *first = base + head->carve;
     char *block = first;
-    for (uint32_t i = 1; i < count; i++, block += size) *(void **)block = block + size;
-    *(void **)block = bin->head;
+    for (uint32_t i = 1; i < count; i++, block += size) hk_link_set(block, block + size);
+    hk_link_set(block, bin->head);
     bin->head = first;
     head->carve += count * size;
     got += count;
@@ -314,8 +315,9 @@ void *ace_alloc_refill(unsigned c) {
       if (got) {
         ACE_COUNT(c, blocks_refilled, got);
         void *block = bin->head;
-        bin->head = *(void **)block;
+        bin->head = ace_next(block);
         bin->count--;
+        hk_block_mark_used(block);
         return block;
       }
       list_push_back(&state->owned, slab);  // all out: frees will bring blocks back
@@ -342,10 +344,10 @@ size_t ace_flush_bin(unsigned c, uint32_t count) {
   ACE_COUNT(c, blocks_flushed, count);
   for (uint32_t i = 0; i < count; i++) {
     void *block = bin->head;
-    bin->head = *(void **)block;
+    bin->head = ace_next(block);
     bin->count--;
     ss_slab *head = ace_slab_head(ss_slab_from_pointer_unchecked(block));
-    *(void **)block = head->free_list;
+    hk_link_set(block, head->free_list);
     head->free_list = block;
     head->used--;
     if (head == state->current) continue;
@@ -377,7 +379,7 @@ size_t ace_flush_class(unsigned c) {
 static void push_remote(ss_slab *head, void *block) {
   void *top = __atomic_load_n(&head->remote_free, __ATOMIC_RELAXED);
   do {
-    *(void **)block = top;
+    hk_link_set(block, top);
     // Release: the owner's acquire exchange then sees this block's link word.
   } while (!__atomic_compare_exchange_n(&head->remote_free, &top, block, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 }
@@ -393,7 +395,7 @@ static int adopt_on_free(unsigned c, ss_slab *head, void *block) {
     return 0;
   }
   list_unlink(&abandoned[c].list, head);
-  *(void **)block = head->free_list;
+  hk_link_set(block, head->free_list);
   head->free_list = block;
   head->used--;
   collect_remote(head);
@@ -419,7 +421,7 @@ void ace_free_slow(void *block, ss_slab *head) {
     ace_adapt_event(c);
     ace_adapt_tick();
     if (bin->count >= bin->capacity) ace_flush_bin(c, bin->count - bin->capacity / 2);
-    *(void **)block = bin->head;
+    hk_link_set(block, bin->head);
     bin->head = block;
     bin->count++;
     return;
@@ -431,6 +433,14 @@ void ace_free_slow(void *block, ss_slab *head) {
 
 void ace_invalid_free(void *block, const char *call) {
   hk_report_invalid_pointer(call, "invalid pointer (not the start of a block)", block);
+}
+
+void ace_double_free(void *block, const char *call) {
+  hk_report_invalid_pointer(call, "double free (the block is already free)", block);
+}
+
+void ace_corrupted_list(const void *block) {
+  hk_report_invalid_pointer("malloc", "heap corruption (a free block's link was overwritten)", block);
 }
 
 void *ace_take_zeroed(unsigned c) {

@@ -161,6 +161,7 @@ static uint32_t bin_capacity(unsigned class_index) {
 }
 
 static void thread_init(void) {
+  hk_freelist_init();
   __atomic_store_n(&stats_enabled, hk_config_string(HK_OPT_STATS)[0] != '0', __ATOMIC_RELAXED);
   pthread_once(&exit_key_once, create_exit_key);
   // Any non-NULL value makes the destructor run at thread exit.
@@ -184,12 +185,12 @@ static uint32_t collect_remote(unsigned class_index, ss_slab *slab) {
   void *list = __atomic_exchange_n(&slab->remote_free, NULL, __ATOMIC_ACQUIRE);
   uint32_t count = 0;
   void *tail = NULL;
-  for (void *block = list; block; block = *(void **)block) {
+  for (void *block = list; block; block = tiny_next(block)) {
     tail = block;
     count++;
   }
   if (tail) {
-    *(void **)tail = slab->free_list;
+    hk_link_set(tail, slab->free_list);
     slab->free_list = list;
     slab->used -= count;
     COUNT(class_index, remote_collected, count);
@@ -206,8 +207,8 @@ static uint32_t take_blocks(unsigned class_index, ss_slab *slab, tiny_bin *bin, 
       if (collect_remote(class_index, slab) == 0) break;
       continue;
     }
-    slab->free_list = *(void **)block;
-    *(void **)block = bin->head;
+    slab->free_list = tiny_next(block);
+    hk_link_set(block, bin->head);
     bin->head = block;
     got++;
   }
@@ -220,8 +221,8 @@ static uint32_t take_blocks(unsigned class_index, ss_slab *slab, tiny_bin *bin, 
     if (count > want - got) count = want - got;
     char *first = base + slab->carve;
     char *block = first;
-    for (uint32_t i = 1; i < count; i++, block += size) *(void **)block = block + size;
-    *(void **)block = bin->head;
+    for (uint32_t i = 1; i < count; i++, block += size) hk_link_set(block, block + size);
+    hk_link_set(block, bin->head);
     bin->head = first;
     slab->carve += count * size;
     got += count;
@@ -293,7 +294,8 @@ void *tiny_alloc_refill(unsigned class_index) {
         COUNT(class_index, refills, 1);
         COUNT(class_index, blocks_refilled, got);
         void *block = bin->head;
-        bin->head = *(void **)block;
+        bin->head = tiny_next(block);
+        hk_block_mark_used(block);
         bin->count--;
         return block;
       }
@@ -324,10 +326,10 @@ static void flush_bin(unsigned class_index, uint32_t count) {
   COUNT(class_index, blocks_flushed, count);
   for (uint32_t i = 0; i < count; i++) {
     void *block = bin->head;
-    bin->head = *(void **)block;
+    bin->head = tiny_next(block);
     bin->count--;
     ss_slab *slab = ss_slab_from_pointer_unchecked(block);
-    *(void **)block = slab->free_list;
+    hk_link_set(block, slab->free_list);
     slab->free_list = block;
     slab->used--;
     if (slab == state->current) continue;
@@ -345,7 +347,7 @@ static void flush_bin(unsigned class_index, uint32_t count) {
 static void push_remote(ss_slab *slab, void *block) {
   void *head = __atomic_load_n(&slab->remote_free, __ATOMIC_RELAXED);
   do {
-    *(void **)block = head;
+    hk_link_set(block, head);
     // Release: the owner's acquire exchange sees this block's link word.
   } while (!__atomic_compare_exchange_n(&slab->remote_free, &head, block, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 }
@@ -366,7 +368,7 @@ static int adopt_on_free(unsigned class_index, ss_slab *slab, void *block) {
     return 0;
   }
   // The slab's owner-only fields are ours while we hold the lock and the slab is off the list.
-  *(void **)block = slab->free_list;
+  hk_link_set(block, slab->free_list);
   slab->free_list = block;
   slab->used--;
   collect_remote(class_index, slab);
@@ -390,7 +392,7 @@ void tiny_free_slow(void *block, ss_slab *slab) {
   if (owner == tiny_thread.owner_id && owner != 0) {
     // Our own slab and the bin is full: half of it goes back to the slabs.
     flush_bin(class_index, bin->count / 2 + 1);
-    *(void **)block = bin->head;
+    hk_link_set(block, bin->head);
     bin->head = block;
     bin->count++;
     return;
@@ -402,6 +404,14 @@ void tiny_free_slow(void *block, ss_slab *slab) {
 
 void tiny_invalid_free(void *block, const char *call) {
   hk_report_invalid_pointer(call, "invalid pointer (not the start of a block)", block);
+}
+
+void tiny_double_free(void *block, const char *call) {
+  hk_report_invalid_pointer(call, "double free (the block is already free)", block);
+}
+
+void tiny_corrupted_list(const void *block) {
+  hk_report_invalid_pointer("malloc", "heap corruption (a free block's link was overwritten)", block);
 }
 
 void *tiny_calloc(size_t size) {

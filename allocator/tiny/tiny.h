@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "allocator/base/freelist.h"
 #include "allocator/superslab/registry.h"
 #include "allocator/tiny/tiny_size_classes.h"
 
@@ -60,6 +61,17 @@ typedef struct {
 void *tiny_alloc_refill(unsigned class_index);
 void tiny_free_slow(void *block, ss_slab *slab);
 __attribute__((noreturn, cold)) void tiny_invalid_free(void *block, const char *call);
+__attribute__((noreturn, cold)) void tiny_double_free(void *block, const char *call);
+__attribute__((noreturn, cold)) void tiny_corrupted_list(const void *block);
+
+// The next free block after `block` (hardened build: decoded, and checked to be one of ours).
+static inline void *tiny_next(const void *block) {
+  void *next = hk_link_get(block);
+#if HK_HARDENED
+  if (next && (((uintptr_t)next & 15) != 0 || !ss_registry_find(next))) tiny_corrupted_list(block);
+#endif
+  return next;
+}
 
 // Allocates a block of at least `size` bytes (size <= TINY_MAX_SIZE), or NULL with ENOMEM.
 static inline void *tiny_alloc(size_t size) {
@@ -67,8 +79,9 @@ static inline void *tiny_alloc(size_t size) {
   tiny_bin *bin = &tiny_thread.bins[class_index];
   void *block = bin->head;
   if (__builtin_expect(block != NULL, 1)) {
-    bin->head = *(void **)block;
+    bin->head = tiny_next(block);
     bin->count--;
+    hk_block_mark_used(block);
     return block;
   }
   return tiny_alloc_refill(class_index);
@@ -79,8 +92,9 @@ static inline void *tiny_alloc_class(unsigned class_index) {
   tiny_bin *bin = &tiny_thread.bins[class_index];
   void *block = bin->head;
   if (__builtin_expect(block != NULL, 1)) {
-    bin->head = *(void **)block;
+    bin->head = tiny_next(block);
     bin->count--;
+    hk_block_mark_used(block);
     return block;
   }
   return tiny_alloc_refill(class_index);
@@ -105,12 +119,14 @@ static inline int tiny_is_block_start(const void *block, const ss_slab *slab) {
 // API function for the message when the pointer is not a block start.
 static inline void tiny_free(void *block, ss_slab *slab, const char *call) {
   if (__builtin_expect(!tiny_is_block_start(block, slab), 0)) tiny_invalid_free(block, call);
+  if (HK_HARDENED && __builtin_expect(hk_block_is_marked_free(block), 0)) tiny_double_free(block, call);
+  hk_block_mark_free(block);
   tiny_bin *bin = &tiny_thread.bins[slab->kind];
   // Relaxed load: only the owner itself stores its own id, so reading our id is stable; any
   // other value just routes the block to the slow path.
   uint64_t owner = __atomic_load_n(&slab->owner, __ATOMIC_RELAXED);
   if (__builtin_expect(owner == tiny_thread.owner_id && bin->count < bin->capacity, 1)) {
-    *(void **)block = bin->head;
+    hk_link_set(block, bin->head);
     bin->head = block;
     bin->count++;
     return;
