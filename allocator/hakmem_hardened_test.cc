@@ -16,7 +16,7 @@ TEST(HardenedDeathTest, DoubleFreeAbortsOnEveryBlockRange) {
     void *block = hakmem_malloc(size);
     ASSERT_NE(block, nullptr);
     hakmem_free(block);
-    EXPECT_DEATH(hakmem_free(block), "hakmem: free\\(\\): double free \\(the block is already free\\) 0x")
+    EXPECT_DEATH(hakmem_free(block), "hakmem: free\\(\\): double free 0x[0-9a-f]+ \\(the block is already free\\)")
         << "size " << size;
   }
 }

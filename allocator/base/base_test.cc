@@ -45,6 +45,8 @@ TEST(ReportDeathTest, InvalidPointerNamesCallAndPointer) {
   EXPECT_DEATH(hk_report_invalid_pointer("free", "invalid pointer", (void *)0x1234),
                "hakmem: free\\(\\): invalid pointer 0x1234");
   EXPECT_DEATH(hk_report_fatal("out of luck"), "hakmem: out of luck");
+  EXPECT_DEATH(hk_report_invalid_pointer_detail("free", "invalid pointer", (void *)0xabc, "not the start of a block"),
+               "hakmem: free\\(\\): invalid pointer 0xabc \\(not the start of a block\\)");
 }
 
 TEST(Config, DefaultsThenEnvironmentValues) {

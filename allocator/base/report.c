@@ -80,7 +80,11 @@ void hk_report_fatal(const char *message) {
 }
 
 void hk_report_invalid_pointer(const char *call, const char *reason, const void *pointer) {
-  char line[256];
+  hk_report_invalid_pointer_detail(call, reason, pointer, NULL);
+}
+
+void hk_report_invalid_pointer_detail(const char *call, const char *reason, const void *pointer, const char *detail) {
+  char line[320];
   char hex[24];
   size_t length = 0;
   line[0] = '\0';
@@ -91,6 +95,11 @@ void hk_report_invalid_pointer(const char *call, const char *reason, const void 
   append(line, sizeof line - 1, &length, reason);
   append(line, sizeof line - 1, &length, " ");
   append(line, sizeof line - 1, &length, hex);
+  if (detail) {
+    append(line, sizeof line - 1, &length, " (");
+    append(line, sizeof line - 1, &length, detail);
+    append(line, sizeof line - 1, &length, ")");
+  }
   line[length++] = '\n';
   write_all(line, length);
   abort();

@@ -30,6 +30,11 @@ __attribute__((noreturn, cold)) void hk_report_fatal(const char *message);
 __attribute__((noreturn, cold)) void hk_report_invalid_pointer(const char *call, const char *reason,
                                                                const void *pointer);
 
+// The same with a detail after the pointer: "hakmem: <call>(): <reason> <pointer> (<detail>)\n",
+// e.g. "hakmem: free(): invalid pointer 0x7f12345678 (not the start of a block)".
+__attribute__((noreturn, cold)) void hk_report_invalid_pointer_detail(const char *call, const char *reason,
+                                                                      const void *pointer, const char *detail);
+
 #ifdef __cplusplus
 }
 #endif

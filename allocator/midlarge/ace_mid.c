@@ -432,15 +432,15 @@ void ace_free_slow(void *block, ss_slab *head) {
 }
 
 void ace_invalid_free(void *block, const char *call) {
-  hk_report_invalid_pointer(call, "invalid pointer (not the start of a block)", block);
+  hk_report_invalid_pointer_detail(call, "invalid pointer", block, "not the start of a block");
 }
 
 void ace_double_free(void *block, const char *call) {
-  hk_report_invalid_pointer(call, "double free (the block is already free)", block);
+  hk_report_invalid_pointer_detail(call, "double free", block, "the block is already free");
 }
 
 void ace_corrupted_list(const void *block) {
-  hk_report_invalid_pointer("malloc", "heap corruption (a free block's link was overwritten)", block);
+  hk_report_invalid_pointer_detail("malloc", "heap corruption at", block, "a free block's link was overwritten");
 }
 
 void *ace_take_zeroed(unsigned c) {

@@ -344,45 +344,86 @@ static void flush_bin(unsigned class_index, uint32_t count) {
   }
 }
 
-static void push_remote(ss_slab *slab, void *block) {
+// Pushes the chain first -> ... -> last (linked already) onto the slab's remote-free list.
+static void push_remote_chain(ss_slab *slab, void *first, void *last) {
   void *head = __atomic_load_n(&slab->remote_free, __ATOMIC_RELAXED);
   do {
-    hk_link_set(block, head);
-    // Release: the owner's acquire exchange sees this block's link word.
-  } while (!__atomic_compare_exchange_n(&slab->remote_free, &head, block, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    hk_link_set(last, head);
+    // Release: the owner's acquire exchange sees every link word of the chain.
+  } while (!__atomic_compare_exchange_n(&slab->remote_free, &head, first, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 }
 
-// A free into a slab whose owner exited: the freeing thread takes the slab over for a moment,
-// returns the block and collects the remote frees, and releases the slab to the pool if that was
-// its last live block, instead of leaving it on the abandoned list until a refill of its class.
-// A slab that still has live blocks goes back on the abandoned list: keeping it would route the
-// later frees of its blocks into this thread's bins, where each block pins its slab (a thread
-// that only frees, like a main thread collecting leftovers, would pin hundreds of slabs).
-// Returns 0 when another thread adopted it first.
-static int adopt_on_free(unsigned class_index, ss_slab *slab, void *block) {
+// Blocks freed into a slab whose owner exited: under the abandoned-list lock, collect its remote
+// frees and release it if no live block is left, else leave it abandoned. Keeping it instead
+// would route the later frees of its blocks into this thread's bins, where each block pins its
+// slab (a thread that only frees, like a main thread collecting leftovers, would pin hundreds).
+static void reclaim_if_abandoned(unsigned class_index, ss_slab *slab) {
+  if (__atomic_load_n(&slab->owner, __ATOMIC_RELAXED) != TINY_OWNER_ABANDONED) return;
   abandoned_lock(class_index);
-  int adopted = __atomic_load_n(&slab->owner, __ATOMIC_RELAXED) == TINY_OWNER_ABANDONED;
-  if (adopted) list_unlink(&abandoned[class_index].list, slab);
-  if (!adopted) {
-    abandoned_unlock(class_index);
-    return 0;
+  if (__atomic_load_n(&slab->owner, __ATOMIC_RELAXED) != TINY_OWNER_ABANDONED) {
+    abandoned_unlock(class_index);  // adopted meanwhile: the new owner collects
+    return;
   }
-  // The slab's owner-only fields are ours while we hold the lock and the slab is off the list.
-  hk_link_set(block, slab->free_list);
-  slab->free_list = block;
-  slab->used--;
+  // The slab's owner-only fields are ours while we hold the lock and it is abandoned.
   collect_remote(class_index, slab);
   if (slab->used != 0) {
-    list_push_front(&abandoned[class_index].list, slab);  // still abandoned; owner unchanged
     abandoned_unlock(class_index);
-    return 1;
+    return;
   }
-  // Not abandoned any more, decided under the lock (a racing free would wait on it).
+  list_unlink(&abandoned[class_index].list, slab);
+  // Not abandoned any more, decided under the lock (a racing reclaim waits on it).
   __atomic_store_n(&slab->owner, 0, __ATOMIC_RELAXED);
   abandoned_unlock(class_index);
   COUNT(class_index, slabs_adopted, 1);
   release_slab(class_index, slab);
-  return 1;
+}
+
+// ---- Batched remote frees ---------------------------------------------------------------------
+// A thread freeing many blocks of another thread's slab (a consumer of a producer's blocks)
+// chains them per slab and pushes each chain with one CAS instead of one per block. The batch
+// table is direct-mapped by slab; a batch is pushed when it reaches REMOTE_BATCH_BLOCKS, when
+// another slab needs its entry, and at thread exit, so at most REMOTE_BATCH_SLABS x
+// REMOTE_BATCH_BLOCKS blocks wait in a thread.
+#define REMOTE_BATCH_SLABS 8
+#define REMOTE_BATCH_BLOCKS 32
+
+typedef struct {
+  ss_slab *slab;  // NULL when the entry is empty
+  void *first;    // most recently freed block; links run first -> ... -> last
+  void *last;
+  uint32_t count;
+} remote_batch;
+
+static __thread remote_batch remote_batches[REMOTE_BATCH_SLABS] __attribute__((tls_model("initial-exec")));
+
+static void remote_batch_push(remote_batch *batch) {
+  ss_slab *slab = batch->slab;
+  if (!slab) return;
+  batch->slab = NULL;
+  push_remote_chain(slab, batch->first, batch->last);
+  reclaim_if_abandoned(slab->kind, slab);
+}
+
+static void remote_batches_push_all(void) {
+  for (unsigned i = 0; i < REMOTE_BATCH_SLABS; i++) remote_batch_push(&remote_batches[i]);
+}
+
+static void remote_free(unsigned class_index, ss_slab *slab, void *block) {
+  COUNT(class_index, remote_frees, 1);
+  // The thread must be set up so that its exit destructor pushes what it batches.
+  if (HK_UNLIKELY(tiny_thread.owner_id == 0)) thread_init();
+  remote_batch *batch = &remote_batches[((uintptr_t)slab / sizeof(ss_slab)) % REMOTE_BATCH_SLABS];
+  if (batch->slab != slab) {
+    remote_batch_push(batch);
+    batch->slab = slab;
+    batch->first = batch->last = block;
+    batch->count = 1;
+  } else {
+    hk_link_set(block, batch->first);
+    batch->first = block;
+    batch->count++;
+  }
+  if (batch->count >= REMOTE_BATCH_BLOCKS) remote_batch_push(batch);
 }
 
 void tiny_free_slow(void *block, ss_slab *slab) {
@@ -397,21 +438,26 @@ void tiny_free_slow(void *block, ss_slab *slab) {
     bin->count++;
     return;
   }
-  if (owner == TINY_OWNER_ABANDONED && adopt_on_free(class_index, slab, block)) return;
-  COUNT(class_index, remote_frees, 1);
-  push_remote(slab, block);
+  if (owner == TINY_OWNER_ABANDONED) {
+    // Straight to the slab (no batching): the block may be its last live one.
+    COUNT(class_index, remote_frees, 1);
+    push_remote_chain(slab, block, block);
+    reclaim_if_abandoned(class_index, slab);
+    return;
+  }
+  remote_free(class_index, slab, block);
 }
 
 void tiny_invalid_free(void *block, const char *call) {
-  hk_report_invalid_pointer(call, "invalid pointer (not the start of a block)", block);
+  hk_report_invalid_pointer_detail(call, "invalid pointer", block, "not the start of a block");
 }
 
 void tiny_double_free(void *block, const char *call) {
-  hk_report_invalid_pointer(call, "double free (the block is already free)", block);
+  hk_report_invalid_pointer_detail(call, "double free", block, "the block is already free");
 }
 
 void tiny_corrupted_list(const void *block) {
-  hk_report_invalid_pointer("malloc", "heap corruption (a free block's link was overwritten)", block);
+  hk_report_invalid_pointer_detail("malloc", "heap corruption at", block, "a free block's link was overwritten");
 }
 
 void *tiny_calloc(size_t size) {
@@ -446,6 +492,7 @@ static void abandon_or_release(unsigned class_index, ss_slab *slab) {
 }
 
 void tiny_thread_flush(void) {
+  remote_batches_push_all();
   if (tiny_thread.owner_id == 0) return;
   for (unsigned c = 0; c < TINY_CLASS_COUNT; c++) {
     tiny_bin *bin = &tiny_thread.bins[c];
