@@ -230,6 +230,10 @@ static void after_fork_child(void) {
   tiny_postfork_child();
 }
 
+// Where HAKMEM_STATS=1 prints: a duplicate of stderr taken at start-up, because programs such as
+// GNU ls close stderr in their own atexit handler, which runs before ours.
+static int stats_fd = 2;
+
 static void print_stats_at_exit(void) {
   const char *setting = hk_config_string(HK_OPT_STATS);
   if (strncmp(setting, "json:", 5) == 0) {
@@ -241,7 +245,7 @@ static void print_stats_at_exit(void) {
     hakmem_stats_write(fd, 1);
     close(fd);
   } else if (setting[0] != '0') {
-    hakmem_stats_write(2, 0);
+    hakmem_stats_write(stats_fd, 0);
   }
 }
 
@@ -250,5 +254,9 @@ static void print_stats_at_exit(void) {
 // allocations made before this (by other constructors) are fine.
 __attribute__((constructor)) static void hakmem_process_setup(void) {
   pthread_atfork(before_fork, after_fork_parent, after_fork_child);
-  if (hk_config_string(HK_OPT_STATS)[0] != '0') atexit(print_stats_at_exit);
+  if (hk_config_string(HK_OPT_STATS)[0] != '0') {
+    int duplicate = fcntl(2, F_DUPFD_CLOEXEC, 100);
+    if (duplicate >= 0) stats_fd = duplicate;
+    atexit(print_stats_at_exit);
+  }
 }
