@@ -10,6 +10,7 @@
 
 #include "allocator/base/config.h"
 #include "allocator/base/stats.h"
+#include "allocator/crash_report.h"
 #include "allocator/hakmem_inline.h"
 #include "allocator/os/os.h"
 #include "allocator/superslab/shared_pool.h"
@@ -254,6 +255,7 @@ static void print_stats_at_exit(void) {
 // allocations made before this (by other constructors) are fine.
 __attribute__((constructor)) static void hakmem_process_setup(void) {
   pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+  hk_crash_report_install_if_enabled();
   if (hk_config_string(HK_OPT_STATS)[0] != '0') {
     int duplicate = fcntl(2, F_DUPFD_CLOEXEC, 100);
     if (duplicate >= 0) stats_fd = duplicate;

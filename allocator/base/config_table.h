@@ -35,6 +35,8 @@
   X(HUGE_CACHE_MAX_BYTES, "HAKMEM_HUGE_CACHE_MAX_BYTES", INT, "256M",                             \
     "most bytes of freed huge mappings kept for reuse")                                         \
   X(HUGE_CACHE_TTL_MS, "HAKMEM_HUGE_CACHE_TTL_MS", INT, "2000",                                   \
-    "a freed huge mapping unused this long (ms) is unmapped")
+    "a freed huge mapping unused this long (ms) is unmapped")                                    \
+  X(CRASH_REPORT, "HAKMEM_CRASH_REPORT", INT, "0",                                                \
+    "1 writes a report naming the HAKMEM slab and block of the address on SIGSEGV/SIGBUS/SIGABRT")
 
 #endif  // HAKMEM_ALLOCATOR_BASE_CONFIG_TABLE_H_
