@@ -27,8 +27,10 @@ int main(int argc, char **argv) {
   memset(huge, 1, 3 << 20);
   free(huge);
   if (planted) {
-    char *small = malloc(40);
-    small[40] = 'x';  // heap overflow by one byte
+    // volatile: the compiler must neither warn about nor remove the deliberate bugs.
+    char *volatile small = malloc(40);
+    volatile size_t past_end = 40;
+    small[past_end] = 'x';  // heap overflow by one byte
     free(small);
     sum += (unsigned char)small[0];  // read after free
   }
