@@ -235,6 +235,14 @@ static void after_fork_child(void) {
 // GNU ls close stderr in their own atexit handler, which runs before ours.
 static int stats_fd = 2;
 
+// The tiny front's maintenance tick calls this (at most every TINY_MAINTENANCE_PERIOD_MS per
+// thread): ACE gives idle per-thread caches back and expires cached huge mappings, the pool
+// decommits slabs idle past its delay. So memory returns while the program keeps allocating.
+static void age_other_layers(void) {
+  ace_trim(0);
+  sp_trim(0);
+}
+
 static void print_stats_at_exit(void) {
   const char *setting = hk_config_string(HK_OPT_STATS);
   if (strncmp(setting, "json:", 5) == 0) {
@@ -255,6 +263,7 @@ static void print_stats_at_exit(void) {
 // allocations made before this (by other constructors) are fine.
 __attribute__((constructor)) static void hakmem_process_setup(void) {
   pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+  tiny_set_maintenance_hook(age_other_layers);
   hk_crash_report_install_if_enabled();
   if (hk_config_string(HK_OPT_STATS)[0] != '0') {
     int duplicate = fcntl(2, F_DUPFD_CLOEXEC, 100);

@@ -8,6 +8,8 @@
 #define HAKMEM_ALLOCATOR_BASE_CONFIG_TABLE_H_
 
 #define HK_CONFIG_TABLE(X)                                                                        \
+  X(TINY_IDLE_MS, "HAKMEM_TINY_IDLE_MS", INT, "1000",                                             \
+    "a thread's tiny cache of a class unused this long (ms) goes back to the slabs")               \
   X(STATS, "HAKMEM_STATS", STRING, "0",                                                           \
     "1 prints counters at exit; json:PATH writes them as JSON; 0 is off")                         \
   X(OS_DECOMMIT, "HAKMEM_OS_DECOMMIT", STRING, "dontneed",                                        \

@@ -185,7 +185,9 @@ size_t ss_decommit_slots(ss_superslab *superslab, uint32_t mask) {
   for (unsigned i = 0; i < SS_SLABS_PER_SUPERSLAB; i++) {
     if (!(mask & (1u << i))) continue;
     uint32_t word = __atomic_load_n(&entry->slot_word[i], __ATOMIC_RELAXED);
-    if ((word & SS_SLOT_COMMITTED) && !(word & SS_SLOT_ZERO)) eligible |= 1u << i;
+    // Never-touched (ZERO) slots are included: they hold no resident page, but they are
+    // counted in os.bytes_committed since the mapping, and only a decommit clears that.
+    if (word & SS_SLOT_COMMITTED) eligible |= 1u << i;
   }
   int zeroes = ss_decommit_zeroes();
   size_t total = 0;

@@ -90,8 +90,9 @@ static inline uint32_t *ss_slot_word(uint32_t slot) {
   return &ss_directory[slot / SS_SLABS_PER_SUPERSLAB].slot_word[slot % SS_SLABS_PER_SUPERSLAB];
 }
 
-// Decommits the slots of `superslab` in `mask` that are COMMITTED and not ZERO (the caller
-// holds them: BUSY or CACHED), one madvise per contiguous run; updates their words. Returns the
+// Decommits the slots of `superslab` in `mask` that are COMMITTED, never-touched (ZERO) ones too
+// so the os.bytes_committed gauge stays exact (the caller holds them: BUSY or CACHED), one
+// madvise per contiguous run; updates their words. Returns the
 // bytes decommitted.
 size_t ss_decommit_slots(ss_superslab *superslab, uint32_t mask);
 

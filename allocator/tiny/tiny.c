@@ -76,11 +76,24 @@ static void list_push_back(slab_list *list, ss_slab *slab) {
 // ---- Per-thread slow-path state ---------------------------------------------------------------
 // Kept out of tiny_thread so the fast paths' TLS block stays small.
 typedef struct {
-  ss_slab *current;  // the slab refills take blocks from; on no list
-  slab_list owned;   // the thread's other slabs of this class
+  ss_slab *current;         // the slab refills take blocks from; on no list
+  slab_list owned;          // the thread's other slabs of this class
+  uint64_t last_active_ms;  // clock of the last refill or flush (maintenance tick's reading)
 } tiny_class_state;
 
 static __thread tiny_class_state class_states[TINY_CLASS_COUNT] __attribute__((tls_model("initial-exec")));
+
+// Maintenance tick state (see tiny.h).
+typedef struct {
+  uint32_t slow_calls;         // slow-path calls; the clock is read every 16th
+  uint64_t clock_ms;           // last clock reading
+  uint64_t last_maintenance_ms;
+} tiny_maintenance_state;
+
+static __thread tiny_maintenance_state maintenance __attribute__((tls_model("initial-exec")));
+static void (*maintenance_hook)(void);
+
+void tiny_set_maintenance_hook(void (*hook)(void)) { __atomic_store_n(&maintenance_hook, hook, __ATOMIC_RELEASE); }
 
 // ---- Counters ---------------------------------------------------------------------------------
 static tiny_class_stats class_stats[TINY_CLASS_COUNT];
@@ -280,10 +293,32 @@ static ss_slab *adopt_abandoned(unsigned class_index) {
   return slab;
 }
 
+static void flush_bin(unsigned class_index, uint32_t count);
+
+// Every 16th slow-path call: read the clock; at most every TINY_MAINTENANCE_PERIOD_MS, give the
+// bins of idle classes back to their slabs and run the registered hook. `active_class` is the
+// class the caller is working on: its bin is never touched here.
+static void maintenance_tick(unsigned active_class) {
+  if ((++maintenance.slow_calls & 15) != 0) return;
+  uint64_t now = ss_clock_ms();
+  maintenance.clock_ms = now;
+  if (now - maintenance.last_maintenance_ms < TINY_MAINTENANCE_PERIOD_MS) return;
+  maintenance.last_maintenance_ms = now;
+  uint64_t idle_ms = (uint64_t)hk_config_int(HK_OPT_TINY_IDLE_MS);
+  for (unsigned c = 0; c < TINY_CLASS_COUNT; c++) {
+    tiny_bin *bin = &tiny_thread.bins[c];
+    if (c != active_class && bin->count && now - class_states[c].last_active_ms >= idle_ms) flush_bin(c, bin->count);
+  }
+  void (*hook)(void) = __atomic_load_n(&maintenance_hook, __ATOMIC_ACQUIRE);
+  if (hook) hook();
+}
+
 void *tiny_alloc_refill(unsigned class_index) {
   if (HK_UNLIKELY(tiny_thread.owner_id == 0)) thread_init();
   tiny_bin *bin = &tiny_thread.bins[class_index];
   tiny_class_state *state = &class_states[class_index];
+  maintenance_tick(class_index);
+  state->last_active_ms = maintenance.clock_ms;
   uint32_t want = bin->capacity / 2;
   uint32_t adopted = 0;
   for (;;) {
@@ -432,7 +467,9 @@ void tiny_free_slow(void *block, ss_slab *slab) {
   tiny_bin *bin = &tiny_thread.bins[class_index];
   if (owner == tiny_thread.owner_id && owner != 0) {
     // Our own slab and the bin is full: half of it goes back to the slabs.
-    flush_bin(class_index, bin->count / 2 + 1);
+    maintenance_tick(class_index);
+    class_states[class_index].last_active_ms = maintenance.clock_ms;
+    if (bin->count >= bin->capacity) flush_bin(class_index, bin->count / 2 + 1);
     hk_link_set(block, bin->head);
     bin->head = block;
     bin->count++;

@@ -144,6 +144,13 @@ static inline int tiny_owns_slab(const ss_slab *slab) { return slab->kind < TINY
 // pages of the thread's current slab is handed out without a memset; others are cleared.
 void *tiny_calloc(size_t size);
 
+// Memory return without a background thread: every 16th slow-path call of a thread reads the
+// clock, and at most every TINY_MAINTENANCE_PERIOD_MS the thread flushes its bins of classes idle
+// for HAKMEM_TINY_IDLE_MS, then calls the hook registered here (the front door ages the other
+// layers' caches with it). A program that keeps allocating therefore keeps returning memory.
+#define TINY_MAINTENANCE_PERIOD_MS 100
+void tiny_set_maintenance_hook(void (*hook)(void));
+
 // Flushes the calling thread's bins and abandons its slabs (what thread exit does); the thread
 // may allocate again afterwards. For tests and fork handling.
 void tiny_thread_flush(void);
