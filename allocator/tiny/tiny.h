@@ -73,21 +73,7 @@ static inline void *tiny_next(const void *block) {
   return next;
 }
 
-// Allocates a block of at least `size` bytes (size <= TINY_MAX_SIZE), or NULL with ENOMEM.
-static inline void *tiny_alloc(size_t size) {
-  unsigned class_index = tiny_size_to_class(size);
-  tiny_bin *bin = &tiny_thread.bins[class_index];
-  void *block = bin->head;
-  if (__builtin_expect(block != NULL, 1)) {
-    bin->head = tiny_next(block);
-    bin->count--;
-    hk_block_mark_used(block);
-    return block;
-  }
-  return tiny_alloc_refill(class_index);
-}
-
-// Allocates a block of class `class_index`.
+// Allocates a block of class `class_index`: a bin pop, or the refill path.
 static inline void *tiny_alloc_class(unsigned class_index) {
   tiny_bin *bin = &tiny_thread.bins[class_index];
   void *block = bin->head;
@@ -99,6 +85,9 @@ static inline void *tiny_alloc_class(unsigned class_index) {
   }
   return tiny_alloc_refill(class_index);
 }
+
+// Allocates a block of at least `size` bytes (size <= TINY_MAX_SIZE), or NULL with ENOMEM.
+static inline void *tiny_alloc(size_t size) { return tiny_alloc_class(tiny_size_to_class(size)); }
 
 // True when `block` is the start of a block of `slab` (a tiny slab): in range and on a block
 // boundary, checked with a multiply by the class's reciprocal instead of a division.
