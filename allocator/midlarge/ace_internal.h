@@ -8,6 +8,7 @@
 
 #include "allocator/midlarge/ace.h"
 #include "allocator/superslab/registry.h"
+#include "allocator/superslab/slab_list.h"
 
 // Geometry and cache bounds of one class, computed once (ace_classes_init).
 typedef struct {
@@ -23,16 +24,10 @@ extern ace_class_info ace_classes[ACE_CLASS_COUNT];
 // Computes ace_classes once (thread-safe, lock-free after the first call).
 void ace_classes_init(void);
 
-// A doubly linked list of slabs through their `user` words (two 32-bit slab references).
-typedef struct {
-  uint32_t head, tail;  // slab refs, 0 when empty
-  uint64_t count;       // written by the list's owner or lock holder; read relaxed as a hint
-} ace_slab_list;
-
 // Per-thread, per-class slow-path state (kept out of ace_thread so the fast TLS stays small).
 typedef struct {
   ss_slab *current;        // the slab refills take blocks from; on no list
-  ace_slab_list owned;     // the thread's other slabs of this class
+  ss_slab_list owned;     // the thread's other slabs of this class
   uint32_t events;         // misses + overflows in the current epoch
   uint32_t quiet_epochs;   // consecutive epochs without a miss or an overflow
   uint64_t last_active_ms; // last time an epoch tick (or trim) saw the class used

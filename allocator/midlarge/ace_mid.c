@@ -75,51 +75,10 @@ static void compute_classes(void) {
 static pthread_once_t classes_once = PTHREAD_ONCE_INIT;
 void ace_classes_init(void) { pthread_once(&classes_once, compute_classes); }
 
-// ---- Slab references and lists (as in the tiny front) ------------------------------------------
-// (SuperSlab address >> 21) << 5 | slot index: 0 means none (no SuperSlab at address 0).
-#define SLOT_INDEX_BITS (SS_SIZE_LOG2 - SS_SLAB_SIZE_LOG2)
-
-static inline uint32_t slab_ref(const ss_slab *slab) {
-  return (uint32_t)((((uintptr_t)ss_slab_superslab(slab)) >> SS_SIZE_LOG2) << SLOT_INDEX_BITS | slab->index);
-}
-static inline ss_slab *slab_from_ref(uint32_t ref) {
-  ss_superslab *superslab = (ss_superslab *)((uintptr_t)(ref >> SLOT_INDEX_BITS) << SS_SIZE_LOG2);
-  return &superslab->slabs[ref & ((1u << SLOT_INDEX_BITS) - 1)];
-}
-static inline uint32_t link_next(const ss_slab *slab) { return (uint32_t)slab->user; }
-static inline uint32_t link_prev(const ss_slab *slab) { return (uint32_t)(slab->user >> 32); }
-static inline void set_links(ss_slab *slab, uint32_t prev, uint32_t next) { slab->user = (uint64_t)prev << 32 | next; }
-static inline void set_next(ss_slab *slab, uint32_t next) { set_links(slab, link_prev(slab), next); }
-static inline void set_prev(ss_slab *slab, uint32_t prev) { set_links(slab, prev, link_next(slab)); }
-
-static void list_unlink(ace_slab_list *list, ss_slab *slab) {
-  uint32_t prev = link_prev(slab), next = link_next(slab);
-  if (prev) set_next(slab_from_ref(prev), next); else list->head = next;
-  if (next) set_prev(slab_from_ref(next), prev); else list->tail = prev;
-  set_links(slab, 0, 0);
-  __atomic_store_n(&list->count, list->count - 1, __ATOMIC_RELAXED);  // relaxed: a hint for readers
-}
-
-static void list_push_front(ace_slab_list *list, ss_slab *slab) {
-  uint32_t ref = slab_ref(slab);
-  set_links(slab, 0, list->head);
-  if (list->head) set_prev(slab_from_ref(list->head), ref); else list->tail = ref;
-  list->head = ref;
-  __atomic_store_n(&list->count, list->count + 1, __ATOMIC_RELAXED);  // relaxed: a hint for readers
-}
-
-static void list_push_back(ace_slab_list *list, ss_slab *slab) {
-  uint32_t ref = slab_ref(slab);
-  set_links(slab, list->tail, 0);
-  if (list->tail) set_next(slab_from_ref(list->tail), ref); else list->head = ref;
-  list->tail = ref;
-  __atomic_store_n(&list->count, list->count + 1, __ATOMIC_RELAXED);  // relaxed: a hint for readers
-}
-
 // ---- Abandoned slabs: one list per class under a small spin lock (thread exit, adoption) -------
 typedef struct {
   uint32_t lock;       // 0 free, 1 held: acquire exchange to take, release store to give back
-  ace_slab_list list;  // guarded by lock; list.count also read relaxed as an emptiness hint
+  ss_slab_list list;  // guarded by lock; list.count also read relaxed as an emptiness hint
 } __attribute__((aligned(64))) ace_abandoned_list;
 
 static ace_abandoned_list abandoned[ACE_CLASS_COUNT];
@@ -257,7 +216,7 @@ static ss_slab *acquire_slab(unsigned c) {
   head->carve = 0;
   head->used = 0;
   head->free_list = NULL;
-  set_links(head, 0, 0);
+  ss_slab_list_set_links(head, 0, 0);
   // Relaxed: other threads reach this slab only through blocks handed out from it, and passing
   // a block to another thread is itself a synchronising act of the program.
   __atomic_store_n(&head->owner, ace_thread.owner_id, __ATOMIC_RELAXED);
@@ -270,12 +229,12 @@ static ss_slab *acquire_slab(unsigned c) {
 
 static ss_slab *find_owned_with_free_blocks(ace_class_state *state) {
   for (uint32_t scanned = 0; scanned < OWNED_SCAN_LIMIT && state->owned.head; scanned++) {
-    ss_slab *slab = slab_from_ref(state->owned.head);
-    list_unlink(&state->owned, slab);
+    ss_slab *slab = ss_slab_from_ref(state->owned.head);
+    ss_slab_list_unlink(&state->owned, slab);
     if (slab->free_list || __atomic_load_n(&slab->remote_free, __ATOMIC_RELAXED) ||
         slab->carve < slab->capacity * slab->block_size)
       return slab;
-    list_push_back(&state->owned, slab);  // nothing free: look at the others first next time
+    ss_slab_list_push_back(&state->owned, slab);  // nothing free: look at the others first next time
   }
   return NULL;
 }
@@ -286,8 +245,8 @@ static ss_slab *adopt_abandoned(unsigned c) {
   uint32_t ref = abandoned[c].list.head;
   ss_slab *slab = NULL;
   if (ref) {
-    slab = slab_from_ref(ref);
-    list_unlink(&abandoned[c].list, slab);
+    slab = ss_slab_from_ref(ref);
+    ss_slab_list_unlink(&abandoned[c].list, slab);
     __atomic_store_n(&slab->owner, ace_thread.owner_id, __ATOMIC_RELAXED);  // under the lock
   }
   abandoned_unlock(c);
@@ -320,7 +279,7 @@ void *ace_alloc_refill(unsigned c) {
         hk_block_mark_used(block);
         return block;
       }
-      list_push_back(&state->owned, slab);  // all out: frees will bring blocks back
+      ss_slab_list_push_back(&state->owned, slab);  // all out: frees will bring blocks back
       state->current = NULL;
     }
     slab = find_owned_with_free_blocks(state);
@@ -352,11 +311,11 @@ size_t ace_flush_bin(unsigned c, uint32_t count) {
     head->used--;
     if (head == state->current) continue;
     if (head->used == 0) {
-      list_unlink(&state->owned, head);
+      ss_slab_list_unlink(&state->owned, head);
       released += release_slab(c, head);
-    } else if (state->owned.head != slab_ref(head)) {
-      list_unlink(&state->owned, head);  // has free blocks now: refills look at the front first
-      list_push_front(&state->owned, head);
+    } else if (state->owned.head != ss_slab_ref(head)) {
+      ss_slab_list_unlink(&state->owned, head);  // has free blocks now: refills look at the front first
+      ss_slab_list_push_front(&state->owned, head);
     }
   }
   return released;
@@ -394,13 +353,13 @@ static int adopt_on_free(unsigned c, ss_slab *head, void *block) {
     abandoned_unlock(c);
     return 0;
   }
-  list_unlink(&abandoned[c].list, head);
+  ss_slab_list_unlink(&abandoned[c].list, head);
   hk_link_set(block, head->free_list);
   head->free_list = block;
   head->used--;
   collect_remote(head);
   if (head->used != 0) {
-    list_push_front(&abandoned[c].list, head);  // still abandoned; owner unchanged
+    ss_slab_list_push_front(&abandoned[c].list, head);  // still abandoned; owner unchanged
     abandoned_unlock(c);
     return 1;
   }
@@ -465,7 +424,7 @@ static void abandon_or_release(unsigned c, ss_slab *head) {
   ACE_COUNT(c, slabs_abandoned, 1);
   abandoned_lock(c);
   __atomic_store_n(&head->owner, ACE_OWNER_ABANDONED, __ATOMIC_RELAXED);  // under the lock
-  list_push_front(&abandoned[c].list, head);
+  ss_slab_list_push_front(&abandoned[c].list, head);
   abandoned_unlock(c);
 }
 
@@ -481,8 +440,8 @@ void ace_thread_flush(void) {
       state->current = NULL;
     }
     while (state->owned.head) {
-      ss_slab *slab = slab_from_ref(state->owned.head);
-      list_unlink(&state->owned, slab);
+      ss_slab *slab = ss_slab_from_ref(state->owned.head);
+      ss_slab_list_unlink(&state->owned, slab);
       abandon_or_release(c, slab);
     }
   }

@@ -11,6 +11,7 @@
 #include "allocator/base/config.h"
 #include "allocator/base/report.h"
 #include "allocator/superslab/shared_pool.h"
+#include "allocator/superslab/slab_list.h"
 
 __thread tiny_thread_cache tiny_thread __attribute__((tls_model("initial-exec")));
 
@@ -18,66 +19,11 @@ __thread tiny_thread_cache tiny_thread __attribute__((tls_model("initial-exec"))
 #define TINY_OWNER_ABANDONED 1u
 static uint64_t next_owner_id = 2;
 
-// ---- Slab references: a slab's identity in 32 bits --------------------------------------------
-// (SuperSlab address >> 21) << 5 | slab index: 26 + 5 bits. 0 means "none" (no SuperSlab at 0).
-// Two references fit the slab's spare `user` word: the previous and next slab of the list the
-// slab is on (the owner's list, or an abandoned list, which uses only `next`).
-#define SLAB_INDEX_BITS (SS_SIZE_LOG2 - SS_SLAB_SIZE_LOG2)
-
-static inline uint32_t slab_ref(const ss_slab *slab) {
-  return (uint32_t)((((uintptr_t)ss_slab_superslab(slab)) >> SS_SIZE_LOG2) << SLAB_INDEX_BITS | slab->index);
-}
-
-static inline ss_slab *slab_from_ref(uint32_t ref) {
-  ss_superslab *superslab = (ss_superslab *)((uintptr_t)(ref >> SLAB_INDEX_BITS) << SS_SIZE_LOG2);
-  return &superslab->slabs[ref & ((1u << SLAB_INDEX_BITS) - 1)];
-}
-
-static inline uint32_t link_next(const ss_slab *slab) { return (uint32_t)slab->user; }
-static inline uint32_t link_prev(const ss_slab *slab) { return (uint32_t)(slab->user >> 32); }
-static inline void set_links(ss_slab *slab, uint32_t prev, uint32_t next) {
-  slab->user = (uint64_t)prev << 32 | next;
-}
-static inline void set_next(ss_slab *slab, uint32_t next) { set_links(slab, link_prev(slab), next); }
-static inline void set_prev(ss_slab *slab, uint32_t prev) { set_links(slab, prev, link_next(slab)); }
-
-// ---- Slab lists --------------------------------------------------------------------------------
-// A doubly linked list of slabs through their `user` words: a thread's other slabs of a class,
-// or a class's abandoned slabs. O(1) push and unlink.
-typedef struct {
-  uint32_t head, tail;  // slab refs, 0 when empty
-  uint64_t count;       // written by the list's owner (or lock holder); read relaxed by tests
-} slab_list;
-
-static void list_unlink(slab_list *list, ss_slab *slab) {
-  uint32_t prev = link_prev(slab), next = link_next(slab);
-  if (prev) set_next(slab_from_ref(prev), next); else list->head = next;
-  if (next) set_prev(slab_from_ref(next), prev); else list->tail = prev;
-  set_links(slab, 0, 0);
-  __atomic_store_n(&list->count, list->count - 1, __ATOMIC_RELAXED);
-}
-
-static void list_push_front(slab_list *list, ss_slab *slab) {
-  uint32_t ref = slab_ref(slab);
-  set_links(slab, 0, list->head);
-  if (list->head) set_prev(slab_from_ref(list->head), ref); else list->tail = ref;
-  list->head = ref;
-  __atomic_store_n(&list->count, list->count + 1, __ATOMIC_RELAXED);
-}
-
-static void list_push_back(slab_list *list, ss_slab *slab) {
-  uint32_t ref = slab_ref(slab);
-  set_links(slab, list->tail, 0);
-  if (list->tail) set_next(slab_from_ref(list->tail), ref); else list->head = ref;
-  list->tail = ref;
-  __atomic_store_n(&list->count, list->count + 1, __ATOMIC_RELAXED);
-}
-
 // ---- Per-thread slow-path state ---------------------------------------------------------------
 // Kept out of tiny_thread so the fast paths' TLS block stays small.
 typedef struct {
   ss_slab *current;         // the slab refills take blocks from; on no list
-  slab_list owned;          // the thread's other slabs of this class
+  ss_slab_list owned;          // the thread's other slabs of this class
   uint64_t last_active_ms;  // clock of the last refill or flush (maintenance tick's reading)
 } tiny_class_state;
 
@@ -119,7 +65,7 @@ void tiny_stats_get(tiny_class_stats *out) {
 // and refills that found no block in their own slabs take it, so it is never hot.
 typedef struct {
   uint32_t lock;   // 0 free, 1 held: acquire exchange to take, release store to give back
-  slab_list list;  // guarded by lock; list.count is also read relaxed as an emptiness hint
+  ss_slab_list list;  // guarded by lock; list.count is also read relaxed as an emptiness hint
 } __attribute__((aligned(64))) tiny_abandoned_list;
 
 static tiny_abandoned_list abandoned[TINY_CLASS_COUNT];
@@ -252,7 +198,7 @@ static void init_new_slab(unsigned class_index, ss_slab *slab) {
   slab->carve = 0;
   slab->used = 0;
   slab->free_list = NULL;
-  set_links(slab, 0, 0);
+  ss_slab_list_set_links(slab, 0, 0);
   // Relaxed: other threads reach this slab only through blocks we hand out, and handing a block
   // to another thread is itself a synchronising operation of the program.
   __atomic_store_n(&slab->owner, tiny_thread.owner_id, __ATOMIC_RELAXED);
@@ -265,15 +211,15 @@ static void init_new_slab(unsigned class_index, ss_slab *slab) {
 
 static ss_slab *find_owned_with_free_blocks(tiny_class_state *state) {
   for (uint32_t scanned = 0; scanned < OWNED_SCAN_LIMIT && state->owned.head; scanned++) {
-    ss_slab *slab = slab_from_ref(state->owned.head);
+    ss_slab *slab = ss_slab_from_ref(state->owned.head);
     if (slab->free_list || __atomic_load_n(&slab->remote_free, __ATOMIC_RELAXED) ||
         slab->carve < slab->capacity * slab->block_size) {
-      list_unlink(&state->owned, slab);
+      ss_slab_list_unlink(&state->owned, slab);
       return slab;
     }
     // Nothing free here: rotate it to the back so the next scan looks at others first.
-    list_unlink(&state->owned, slab);
-    list_push_back(&state->owned, slab);
+    ss_slab_list_unlink(&state->owned, slab);
+    ss_slab_list_push_back(&state->owned, slab);
   }
   return NULL;
 }
@@ -284,8 +230,8 @@ static ss_slab *adopt_abandoned(unsigned class_index) {
   uint32_t ref = abandoned[class_index].list.head;
   ss_slab *slab = NULL;
   if (ref) {
-    slab = slab_from_ref(ref);
-    list_unlink(&abandoned[class_index].list, slab);
+    slab = ss_slab_from_ref(ref);
+    ss_slab_list_unlink(&abandoned[class_index].list, slab);
     __atomic_store_n(&slab->owner, tiny_thread.owner_id, __ATOMIC_RELAXED);
   }
   abandoned_unlock(class_index);
@@ -335,7 +281,7 @@ void *tiny_alloc_refill(unsigned class_index) {
         return block;
       }
       // Every block of this slab is out: park it; remote frees or flushes will refill it.
-      list_push_back(&state->owned, slab);
+      ss_slab_list_push_back(&state->owned, slab);
       state->current = NULL;
     }
     slab = find_owned_with_free_blocks(state);
@@ -369,12 +315,12 @@ static void flush_bin(unsigned class_index, uint32_t count) {
     slab->used--;
     if (slab == state->current) continue;
     if (slab->used == 0) {
-      list_unlink(&state->owned, slab);
+      ss_slab_list_unlink(&state->owned, slab);
       release_slab(class_index, slab);
-    } else if (state->owned.head != slab_ref(slab)) {
+    } else if (state->owned.head != ss_slab_ref(slab)) {
       // It has free blocks now: move it to the front, where the next refill looks first.
-      list_unlink(&state->owned, slab);
-      list_push_front(&state->owned, slab);
+      ss_slab_list_unlink(&state->owned, slab);
+      ss_slab_list_push_front(&state->owned, slab);
     }
   }
 }
@@ -405,7 +351,7 @@ static void reclaim_if_abandoned(unsigned class_index, ss_slab *slab) {
     abandoned_unlock(class_index);
     return;
   }
-  list_unlink(&abandoned[class_index].list, slab);
+  ss_slab_list_unlink(&abandoned[class_index].list, slab);
   // Not abandoned any more, decided under the lock (a racing reclaim waits on it).
   __atomic_store_n(&slab->owner, 0, __ATOMIC_RELAXED);
   abandoned_unlock(class_index);
@@ -524,7 +470,7 @@ static void abandon_or_release(unsigned class_index, ss_slab *slab) {
   COUNT(class_index, slabs_abandoned, 1);
   abandoned_lock(class_index);
   __atomic_store_n(&slab->owner, TINY_OWNER_ABANDONED, __ATOMIC_RELAXED);
-  list_push_front(&abandoned[class_index].list, slab);
+  ss_slab_list_push_front(&abandoned[class_index].list, slab);
   abandoned_unlock(class_index);
 }
 
@@ -541,8 +487,8 @@ void tiny_thread_flush(void) {
       state->current = NULL;
     }
     while (state->owned.head) {
-      ss_slab *slab = slab_from_ref(state->owned.head);
-      list_unlink(&state->owned, slab);
+      ss_slab *slab = ss_slab_from_ref(state->owned.head);
+      ss_slab_list_unlink(&state->owned, slab);
       abandon_or_release(c, slab);
     }
   }
