@@ -58,6 +58,13 @@
   X(ACE_HUGE_REUSED, "ace.huge_reused", "huge allocations served by a cached mapping")       \
   X(ACE_HUGE_EVICTED, "ace.huge_evicted", "cached huge mappings unmapped by the count/byte bounds") \
   X(ACE_HUGE_EXPIRED, "ace.huge_expired", "cached huge mappings unmapped past the TTL or by a forced trim") \
-  X(ACE_HUGE_REMAPS, "ace.huge_remaps", "mremap calls on huge blocks (resize, cache fits)")
+  X(ACE_HUGE_REMAPS, "ace.huge_remaps", "mremap calls on huge blocks (resize, cache fits)") \
+  X(ACE_ARENA_COMMITTED_REUSES, "ace.arena_committed_reuses", "huge arena blocks placed over free committed pages") \
+  X(ACE_ARENA_UNCOMMITTED_ALLOCS, "ace.arena_uncommitted_allocs", "huge arena blocks placed over decommitted or fresh pages only") \
+  X(ACE_ARENA_GROWS_IN_PLACE, "ace.arena_grows_in_place", "huge reallocs grown into the free arena space after them") \
+  X(ACE_ARENA_MOVES, "ace.arena_moves", "huge arena reallocs that moved (copied) to a new block") \
+  X(ACE_ARENA_DECOMMITS, "ace.arena_decommits", "free huge arena spans decommitted (budget, TTL, trim)") \
+  X(ACE_ARENA_REGIONS_MAPPED, "ace.arena_regions_mapped", "huge arena regions (128 MiB) mapped") \
+  X(ACE_ARENA_REGIONS_UNMAPPED, "ace.arena_regions_unmapped", "huge arena regions unmapped")
 
 #endif  // HAKMEM_ALLOCATOR_BASE_STATS_TABLE_H_

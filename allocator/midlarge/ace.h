@@ -12,9 +12,11 @@
 // engine (ace_adaptive.c) sizes each bin from its misses and overflows, shrinks it when the
 // class goes idle, and bounds the sum of all bins by a global byte budget.
 //
-// Huge blocks are their own page-aligned mappings (ace_huge.c): a lock-guarded hash table knows
-// the live ones, a bounded cache keeps recently freed mappings committed for reuse, and resizing
-// uses mremap (no copy). They are not in the SuperSlab registry.
+// Huge blocks up to 32 MiB are carved from the huge arena (ace_huge_arena.c): a few 128 MiB
+// regions whose freed pages stay committed, within bounds, for the next huge block of any size;
+// they resize in place into free space after them, else move (copy). Larger ones are their own
+// page-aligned mappings, with a bounded cache of freed mappings, resized by mremap (no copy). A
+// lock-guarded hash table knows every live huge block; none is in the SuperSlab registry.
 //
 // Never calls malloc or stdio. Headers usable from C++ (GCC __atomic builtins, no _Atomic).
 #ifndef HAKMEM_ALLOCATOR_MIDLARGE_ACE_H_
@@ -35,6 +37,11 @@ extern "C" {
 #define ACE_CLASS_COUNT 36                   // 4 per doubling from 1 KiB to 512 KiB
 #define ACE_KIND_BASE 20                     // pool kinds 20 .. 55 (tiny uses 0 .. 19)
 #define ACE_MAX_SPAN_SLOTS 16                // a class's slab is at most 16 slots (1 MiB)
+// The huge arena (ace_huge_arena.c).
+#define ACE_ARENA_REGION_SIZE ((size_t)128 << 20)  // a region's size and alignment
+#define ACE_ARENA_REGION_MAX 32                     // regions at most (4 GiB of address space)
+#define ACE_ARENA_BLOCK_MAX ((size_t)32 << 20)      // larger huge blocks get their own mapping
+#define ACE_ARENA_MAX_ALIGNMENT ((size_t)1 << 20)   // larger alignments too
 
 // A per-thread cache of free blocks of one class.
 typedef struct {
@@ -86,6 +93,17 @@ typedef struct {
   uint64_t huge_remaps;        // mremap calls (realloc, cache fits)
   uint64_t huge_cache_count;   // mappings in the cache now
   uint64_t huge_cache_bytes;   // their bytes
+  uint64_t arena_regions;               // huge arena regions mapped now
+  uint64_t arena_free_spans;            // free spans in them
+  uint64_t arena_free_bytes;            // free bytes in them
+  uint64_t arena_free_committed_bytes;  // of those, committed (may be resident)
+  uint64_t arena_committed_reuses;      // arena blocks placed over free committed pages
+  uint64_t arena_uncommitted_allocs;    // arena blocks placed over decommitted or fresh pages only
+  uint64_t arena_grows_in_place;        // huge reallocs grown into the free space after them
+  uint64_t arena_moves;                 // huge reallocs that moved (copy) to a new block
+  uint64_t arena_decommits;             // free spans decommitted (budget, TTL, trim)
+  uint64_t arena_regions_mapped;        // regions mapped
+  uint64_t arena_regions_unmapped;      // regions unmapped (free as a whole past the TTL, trim)
 } ace_stats;
 
 // ---- Size classes -------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
-// Huge blocks: sizes above ACE_HUGE_THRESHOLD, and over-aligned requests, each in its own
-// page-aligned mapping from hk_os.
+// Huge blocks: sizes above ACE_HUGE_THRESHOLD, and over-aligned requests. Those up to
+// ACE_ARENA_BLOCK_MAX with alignments up to ACE_ARENA_MAX_ALIGNMENT come from the huge arena
+// (ace_huge_arena.c: freed pages stay committed for any later size); the rest get their own
+// page-aligned mapping from hk_os, described below.
 //
 // Live huge blocks are found by their start address in an open-addressing hash table (linear
 // probing, tombstones), itself mapped through hk_os and grown by rehashing. A recently freed
@@ -30,6 +32,7 @@ typedef struct {
   uintptr_t start;   // block start = mapping start; HUGE_EMPTY or HUGE_TOMBSTONE when unused
   size_t length;     // mapped bytes (page multiple): the usable size
   size_t alignment;  // the alignment promised (page size when none was asked)
+  int in_arena;      // carved from the huge arena, not its own mapping
 } huge_entry;
 
 #define HUGE_EMPTY ((uintptr_t)0)
@@ -107,9 +110,9 @@ static void table_remove(huge_entry *entry) {
   entry->start = HUGE_TOMBSTONE;
 }
 
-static int table_insert(uintptr_t start, size_t length, size_t alignment) {
+static int table_insert(uintptr_t start, size_t length, size_t alignment, int in_arena) {
   if (!table_reserve()) return 0;
-  huge_entry entry = {start, length, alignment};
+  huge_entry entry = {start, length, alignment, in_arena};
   size_t i = slot_of(start, table_capacity);
   while (table[i].start > HUGE_TOMBSTONE) i = (i + 1) & (table_capacity - 1);
   if (table[i].start == HUGE_EMPTY) table_used++;
@@ -182,6 +185,22 @@ static void *huge_alloc(size_t size, size_t alignment, int *fresh) {
     return NULL;
   }
   size_t length = hk_align_up(size, page);
+  if (size > ACE_HUGE_THRESHOLD && length <= ACE_ARENA_BLOCK_MAX && alignment <= ACE_ARENA_MAX_ALIGNMENT) {
+    void *block = NULL;
+    int zeroed = 0;
+    huge_lock();
+    // Reserve the table slot first: a block must never be handed out unregistered.
+    if (table_reserve()) {
+      block = ace_arena_alloc(length, alignment, ss_clock_ms(), &zeroed);
+      if (block) table_insert((uintptr_t)block, length, alignment, 1);
+    }
+    huge_unlock();
+    if (block) {
+      *fresh = zeroed;
+      return block;
+    }
+    // The arena is full (or its region could not be mapped): an own mapping may still fit.
+  }
   huge_cached taken, victims[HUGE_CACHE_HARD_MAX + 1];
   huge_lock();
   int have = cache_take(length, alignment, &taken);
@@ -226,7 +245,7 @@ static void *huge_alloc(size_t size, size_t alignment, int *fresh) {
     hk_stat_add(HK_STAT_ACE_HUGE_MAPPED, 1);
   }
   huge_lock();
-  int ok = table_insert((uintptr_t)block, mapped, alignment);
+  int ok = table_insert((uintptr_t)block, mapped, alignment, 0);
   huge_unlock();
   if (!ok) {
     hk_os_release(block, mapped);
@@ -258,7 +277,13 @@ int ace_huge_free(void *block) {
     return 0;
   }
   huge_cached freed = {entry->start, entry->length, ss_clock_ms()};
+  int in_arena = entry->in_arena;
   table_remove(entry);
+  if (in_arena) {
+    ace_arena_free((void *)freed.start, freed.length, freed.freed_ms);
+    huge_unlock();
+    return 1;
+  }
   size_t nvictims = 0;
   if (hk_config_int(HK_OPT_HUGE_CACHE_MAX_COUNT) > 0 &&
       freed.length <= (size_t)hk_config_int(HK_OPT_HUGE_CACHE_MAX_BYTES)) {
@@ -287,6 +312,50 @@ size_t ace_huge_usable_size(const void *block) {
   return length;
 }
 
+// Resizes an arena block (lock held; releases it). Shrinks and growth into free space after the
+// block stay in place; otherwise the block moves to a new one with 1/2 slack (a copy: cheaper
+// than faulting fresh pages in, and the old pages go back to the arena for the next block).
+static void *arena_resize(huge_entry *entry, void *block, size_t new_size) {
+  size_t page = hk_os_page_size();
+  size_t length = entry->length, alignment = entry->alignment;
+  if (new_size <= length && (new_size >= length / 4 || new_size > ACE_HUGE_THRESHOLD)) {
+    size_t keep = hk_align_up(new_size + new_size / 2, page);
+    if (new_size < length / 4 && keep < length) {  // a deep shrink: the tail goes back to the arena
+      ace_arena_free((char *)block + keep, length - keep, ss_clock_ms());
+      live_bytes -= length - keep;
+      entry->length = keep;
+    }
+    huge_unlock();
+    return block;
+  }
+  if (new_size <= length || new_size > ((size_t)1 << 46)) {
+    huge_unlock();  // much smaller: a mid block serves it better (the caller copies)
+    return NULL;
+  }
+  size_t needed = hk_align_up(new_size, page);
+  size_t wanted = hk_align_up(new_size + new_size / 2, page);
+  if (needed <= ACE_ARENA_BLOCK_MAX) {
+    size_t grown = ace_arena_grow_in_place(block, length, needed, wanted < ACE_ARENA_BLOCK_MAX ? wanted : needed);
+    if (grown) {
+      live_bytes += grown - length;
+      entry->length = grown;
+      huge_unlock();
+      return block;
+    }
+  }
+  huge_unlock();
+  int saved_errno = errno, fresh;
+  void *moved = huge_alloc(new_size + new_size / 2, alignment, &fresh);
+  if (!moved) {
+    errno = saved_errno;  // the caller tries the exact size
+    return NULL;
+  }
+  memcpy(moved, block, length);
+  ace_huge_free(block);
+  hk_stat_add(HK_STAT_ACE_ARENA_MOVES, 1);
+  return moved;
+}
+
 void *ace_huge_resize(void *block, size_t new_size) {
   size_t page = hk_os_page_size();
   huge_lock();
@@ -295,6 +364,7 @@ void *ace_huge_resize(void *block, size_t new_size) {
     huge_unlock();
     return NULL;
   }
+  if (entry->in_arena) return arena_resize(entry, block, new_size);
   size_t length = entry->length, alignment = entry->alignment;
   if (new_size <= length && (new_size >= length / 4 || new_size > ACE_HUGE_THRESHOLD)) {
     // Fits. A shrink to a quarter or more stays as it is (no syscall: the next growth of a
@@ -322,7 +392,7 @@ void *ace_huge_resize(void *block, size_t new_size) {
   void *moved = hk_os_remap(block, length, grown, alignment <= page);
   hk_stat_add(HK_STAT_ACE_HUGE_REMAPS, 1);
   huge_lock();
-  int ok = moved ? table_insert((uintptr_t)moved, grown, alignment) : table_insert((uintptr_t)block, length, alignment);
+  int ok = moved ? table_insert((uintptr_t)moved, grown, alignment, 0) : table_insert((uintptr_t)block, length, alignment, 0);
   huge_unlock();
   if (!ok) hk_report_fatal("ace: the huge block table could not grow");
   return moved;
@@ -330,10 +400,12 @@ void *ace_huge_resize(void *block, size_t new_size) {
 
 size_t ace_huge_trim(int force) {
   huge_cached victims[HUGE_CACHE_HARD_MAX + 1];
+  uint64_t now = ss_clock_ms();
   huge_lock();
-  size_t n = cache_collect(ss_clock_ms(), force, victims);
+  size_t n = cache_collect(now, force, victims);
+  size_t released = ace_arena_age(now, force);
   huge_unlock();
-  return release_victims(victims, n);
+  return released + release_victims(victims, n);
 }
 
 void ace_huge_stats(ace_stats *out) {
@@ -342,6 +414,7 @@ void ace_huge_stats(ace_stats *out) {
   out->huge_live_bytes = live_bytes;
   out->huge_cache_count = cache_count;
   out->huge_cache_bytes = cache_bytes;
+  ace_arena_stats(out);
   huge_unlock();
   out->huge_mapped = hk_stat_get(HK_STAT_ACE_HUGE_MAPPED);
   out->huge_unmapped = hk_stat_get(HK_STAT_ACE_HUGE_UNMAPPED);
@@ -350,4 +423,11 @@ void ace_huge_stats(ace_stats *out) {
   out->huge_evicted = hk_stat_get(HK_STAT_ACE_HUGE_EVICTED);
   out->huge_expired = hk_stat_get(HK_STAT_ACE_HUGE_EXPIRED);
   out->huge_remaps = hk_stat_get(HK_STAT_ACE_HUGE_REMAPS);
+  out->arena_committed_reuses = hk_stat_get(HK_STAT_ACE_ARENA_COMMITTED_REUSES);
+  out->arena_uncommitted_allocs = hk_stat_get(HK_STAT_ACE_ARENA_UNCOMMITTED_ALLOCS);
+  out->arena_grows_in_place = hk_stat_get(HK_STAT_ACE_ARENA_GROWS_IN_PLACE);
+  out->arena_moves = hk_stat_get(HK_STAT_ACE_ARENA_MOVES);
+  out->arena_decommits = hk_stat_get(HK_STAT_ACE_ARENA_DECOMMITS);
+  out->arena_regions_mapped = hk_stat_get(HK_STAT_ACE_ARENA_REGIONS_MAPPED);
+  out->arena_regions_unmapped = hk_stat_get(HK_STAT_ACE_ARENA_REGIONS_UNMAPPED);
 }

@@ -88,6 +88,23 @@ uint64_t ace_budget_limit(void);
 void ace_mid_prefork(void);
 void ace_mid_postfork(void);
 
+// ---- Huge arena (ace_huge_arena.c): every call with ace_huge.c's lock held -------------------
+
+// Carves `length` bytes (a page multiple > ACE_HUGE_THRESHOLD) at `alignment` (a power of two
+// >= the page size), preferring free committed pages; sets *zeroed when they all read as zero.
+// NULL when no region has room and no new one can be mapped.
+void *ace_arena_alloc(size_t length, size_t alignment, uint64_t now_ms, int *zeroed);
+// Gives an arena block (or the tail of one) back; its pages stay committed within the bounds.
+void ace_arena_free(void *block, size_t length, uint64_t now_ms);
+// Extends the arena block [block, block + length) into the free space right after it: to
+// `wanted` bytes when there is room, else to at least `needed`. The new length, or 0.
+size_t ace_arena_grow_in_place(void *block, size_t length, size_t needed, size_t wanted);
+// Decommits free committed spans idle past HAKMEM_HUGE_CACHE_TTL_MS and unmaps regions free
+// that long (all of them with `force`); unforced calls do work at most every 50 ms. Returns the
+// committed bytes given back.
+size_t ace_arena_age(uint64_t now_ms, int force);
+void ace_arena_stats(ace_stats *out);
+
 // ---- Huge blocks (ace_huge.c) -----------------------------------------------------------------
 void *ace_huge_resize(void *block, size_t new_size);
 size_t ace_huge_trim(int force);

@@ -428,13 +428,16 @@ TEST(AceAdaptive, RssReturnsAfterABurst) {
 
 // ---- Huge cache ------------------------------------------------------------------------------
 
-TEST(AceHuge, RepeatedHugeBlocksReuseTheCache) {
+// Blocks above ACE_ARENA_BLOCK_MAX (32 MiB) get their own mappings and the mapping cache.
+constexpr size_t kOwnMapping = size_t{33} << 20;
+
+TEST(AceHuge, RepeatedOwnMappingsReuseTheCache) {
   ScopedConfig config({"HAKMEM_HUGE_CACHE_MAX_COUNT=8"});
   ace_trim(1);
   ace_stats before = Stats();
   std::mt19937 random(3);
   for (int i = 0; i < 50; i++) {
-    size_t size = (5 << 20) + random() % (20 << 20);
+    size_t size = kOwnMapping + random() % (20 << 20);
     void *block = ace_alloc(size);
     ASSERT_NE(block, nullptr);
     static_cast<char *>(block)[size - 1] = 1;
@@ -443,6 +446,8 @@ TEST(AceHuge, RepeatedHugeBlocksReuseTheCache) {
   ace_stats after = Stats();
   EXPECT_GE(after.huge_reused - before.huge_reused, 45u);
   EXPECT_LE(after.huge_mapped - before.huge_mapped, 5u);
+  EXPECT_EQ(after.arena_committed_reuses + after.arena_uncommitted_allocs,
+            before.arena_committed_reuses + before.arena_uncommitted_allocs);  // none went to the arena
 }
 
 TEST(AceHuge, CacheIsBoundedByCountAndBytes) {
@@ -451,7 +456,7 @@ TEST(AceHuge, CacheIsBoundedByCountAndBytes) {
     ace_trim(1);
     ace_stats before = Stats();
     std::vector<void *> blocks;
-    for (int i = 0; i < 6; i++) blocks.push_back(ace_alloc((1 << 20) + i * 8192));
+    for (int i = 0; i < 6; i++) blocks.push_back(ace_alloc(kOwnMapping + i * 8192));
     for (void *b : blocks) EXPECT_EQ(ace_huge_free(b), 1);
     ace_stats after = Stats();
     EXPECT_LE(after.huge_cache_count, 2u);
@@ -459,22 +464,172 @@ TEST(AceHuge, CacheIsBoundedByCountAndBytes) {
     EXPECT_GE(after.huge_unmapped - before.huge_unmapped, 4u);
   }
   {
-    ScopedConfig config({"HAKMEM_HUGE_CACHE_MAX_BYTES=3M"});
+    ScopedConfig config({"HAKMEM_HUGE_CACHE_MAX_BYTES=100M"});
     ace_trim(1);
     std::vector<void *> blocks;
-    for (int i = 0; i < 4; i++) blocks.push_back(ace_alloc(1 << 20));
+    for (int i = 0; i < 4; i++) blocks.push_back(ace_alloc(kOwnMapping));
     for (void *b : blocks) EXPECT_EQ(ace_huge_free(b), 1);
-    EXPECT_LE(Stats().huge_cache_bytes, size_t{3} << 20);
+    EXPECT_LE(Stats().huge_cache_bytes, size_t{100} << 20);
+    EXPECT_GE(Stats().huge_cache_bytes, kOwnMapping);
   }
   {
     ScopedConfig config({"HAKMEM_HUGE_CACHE_TTL_MS=10"});
-    void *block = ace_alloc(2 << 20);
+    void *block = ace_alloc(kOwnMapping);
     EXPECT_EQ(ace_huge_free(block), 1);
     usleep(20000);
     ace_stats before = Stats();
     ace_trim(0);
     EXPECT_EQ(Stats().huge_cache_count, 0u);
     EXPECT_GT(Stats().huge_expired, before.huge_expired);
+  }
+}
+
+// ---- Huge arena (blocks > 512 KiB up to 32 MiB) -----------------------------------------------
+
+TEST(AceArena, FreedPagesServeLaterBlocksOfAnySize) {
+  ace_trim(1);
+  ace_stats before = Stats();
+  std::mt19937 random(5);
+  struct Live {
+    void *block;
+    size_t size;
+    uint32_t seed;
+  };
+  std::vector<Live> live;
+  for (uint32_t i = 0; i < 200; i++) {
+    if (live.size() < 4) {
+      size_t size = (600 << 10) + random() % (8 << 20);
+      void *block = ace_alloc(size);
+      ASSERT_NE(block, nullptr);
+      Fill(block, size, i);
+      live.push_back({block, size, i});
+    } else {
+      size_t k = random() % live.size();
+      ASSERT_TRUE(Verify(live[k].block, live[k].size, live[k].seed)) << "block " << k << " lost its data";
+      EXPECT_EQ(ace_huge_free(live[k].block), 1);
+      live.erase(live.begin() + k);
+    }
+  }
+  for (auto &b : live) EXPECT_EQ(ace_huge_free(b.block), 1);
+  ace_stats after = Stats();
+  uint64_t reuses = after.arena_committed_reuses - before.arena_committed_reuses;
+  uint64_t fresh = after.arena_uncommitted_allocs - before.arena_uncommitted_allocs;
+  EXPECT_GE(reuses + fresh, 100u);
+  EXPECT_GE(reuses, fresh * 4) << "freed arena pages should serve most later blocks";
+  EXPECT_EQ(after.arena_regions_mapped - before.arena_regions_mapped, 1u);  // 4 x 9 MiB fit one region
+  EXPECT_EQ(after.huge_mapped, before.huge_mapped);                         // no own mapping
+  EXPECT_EQ(after.arena_free_bytes, after.arena_regions * ACE_ARENA_REGION_SIZE);
+}
+
+TEST(AceArena, NeighboursCoalesceAndBlocksKeepTheirData) {
+  ace_trim(1);
+  const size_t mib = size_t{1} << 20;
+  void *a = ace_alloc(mib), *b = ace_alloc(mib), *c = ace_alloc(mib);
+  ASSERT_NE(c, nullptr);
+  // A fresh region is carved from its start: the three blocks are neighbours.
+  ASSERT_EQ(static_cast<char *>(b), static_cast<char *>(a) + mib);
+  ASSERT_EQ(static_cast<char *>(c), static_cast<char *>(b) + mib);
+  Fill(c, mib, 4);
+  EXPECT_EQ(ace_huge_free(a), 1);
+  EXPECT_EQ(ace_huge_free(b), 1);
+  void *d = ace_alloc(2 * mib);  // only the coalesced a+b holds it without fresh pages
+  EXPECT_EQ(d, a);
+  EXPECT_TRUE(Verify(c, mib, 4));
+  EXPECT_EQ(ace_huge_free(c), 1);
+  EXPECT_EQ(ace_huge_free(d), 1);
+  ace_stats after = Stats();
+  EXPECT_EQ(after.arena_free_bytes, after.arena_regions * ACE_ARENA_REGION_SIZE);  // all free again
+  // Same-state neighbours merged: at most a committed and a decommitted span per region.
+  EXPECT_LE(after.arena_free_spans, 2 * after.arena_regions);
+}
+
+TEST(AceArena, ReallocGrowsInPlaceElseMovesWithItsData) {
+  ace_trim(1);
+  const size_t mib = size_t{1} << 20;
+  void *block = ace_alloc(mib);
+  Fill(block, mib, 6);
+  ace_stats before = Stats();
+  void *grown = ace_resize(block, nullptr, 3 * mib);  // the rest of the fresh region follows it
+  EXPECT_EQ(grown, block);
+  EXPECT_GE(ace_huge_usable_size(grown), 3 * mib);
+  EXPECT_EQ(Stats().arena_grows_in_place - before.arena_grows_in_place, 1u);
+  void *neighbour = static_cast<char *>(block) + ace_huge_usable_size(grown);
+  void *next = ace_alloc(mib);
+  EXPECT_EQ(next, neighbour);  // now the block cannot grow in place
+  void *moved = ace_resize(grown, nullptr, 6 * mib);
+  ASSERT_NE(moved, nullptr);
+  EXPECT_NE(moved, block);
+  EXPECT_TRUE(Verify(moved, mib, 6));
+  EXPECT_EQ(Stats().arena_moves - before.arena_moves, 1u);
+  EXPECT_EQ(ace_huge_free(block), 0);  // the old block is gone
+  // A deep shrink gives the tail back and keeps the head.
+  void *shrunk = ace_resize(moved, nullptr, 600 << 10);
+  EXPECT_EQ(shrunk, moved);
+  EXPECT_LT(ace_huge_usable_size(shrunk), 2 * mib);
+  const unsigned char *bytes = static_cast<const unsigned char *>(shrunk);
+  for (size_t i = 0; i < (600 << 10); i += (i < 4096 ? 1 : 4096))
+    ASSERT_EQ(bytes[i], static_cast<unsigned char>(i * 7 + 6)) << i;
+  EXPECT_EQ(ace_huge_free(shrunk), 1);
+  EXPECT_EQ(ace_huge_free(next), 1);
+}
+
+TEST(AceArena, CallocOverReusedPagesIsZero) {
+  ace_trim(1);
+  const size_t size = 3 << 20;
+  void *dirty = ace_alloc(size);
+  memset(dirty, 0xAB, size);
+  EXPECT_EQ(ace_huge_free(dirty), 1);
+  unsigned char *zeroed = static_cast<unsigned char *>(ace_calloc(size));
+  ASSERT_EQ(static_cast<void *>(zeroed), dirty);  // the same pages, reused
+  for (size_t i = 0; i < size; i += 512) ASSERT_EQ(zeroed[i], 0) << i;
+  EXPECT_EQ(zeroed[size - 1], 0);
+  EXPECT_EQ(ace_huge_free(zeroed), 1);
+}
+
+TEST(AceArena, AlignmentUpTo1MiBInTheArenaLargerOwnMappings) {
+  ace_trim(1);
+  ace_stats before = Stats();
+  void *small_pad = ace_alloc(700 << 10);  // puts the next block off any 1 MiB boundary
+  void *aligned = ace_alloc_aligned(1 << 20, 3 << 20);
+  ASSERT_NE(aligned, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(aligned) & ((1 << 20) - 1), 0u);
+  EXPECT_EQ(Stats().huge_mapped, before.huge_mapped);
+  void *wide = ace_alloc_aligned(4 << 20, 3 << 20);
+  ASSERT_NE(wide, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(wide) & ((4 << 20) - 1), 0u);
+  EXPECT_EQ(Stats().huge_mapped - before.huge_mapped, 1u);
+  for (void *b : {small_pad, aligned, wide}) EXPECT_EQ(ace_huge_free(b), 1);
+}
+
+TEST(AceArena, BudgetAndTtlGiveMemoryBack) {
+  {
+    ScopedConfig config({"HAKMEM_HUGE_CACHE_MAX_BYTES=2M"});
+    ace_trim(1);
+    ace_stats before = Stats();
+    std::vector<void *> blocks;
+    for (int i = 0; i < 4; i++) {
+      blocks.push_back(ace_alloc(1 << 20));
+      memset(blocks.back(), 1, 1 << 20);
+    }
+    for (void *b : blocks) EXPECT_EQ(ace_huge_free(b), 1);
+    ace_stats after = Stats();
+    EXPECT_LE(after.arena_free_committed_bytes, size_t{2} << 20);
+    EXPECT_GT(after.arena_decommits, before.arena_decommits);
+  }
+  {
+    ScopedConfig config({"HAKMEM_HUGE_CACHE_TTL_MS=10"});
+    ace_trim(1);
+    ace_stats before = Stats();
+    void *block = ace_alloc(5 << 20);
+    memset(block, 1, 5 << 20);
+    EXPECT_EQ(ace_huge_free(block), 1);
+    EXPECT_GE(Stats().arena_free_committed_bytes, size_t{5} << 20);
+    usleep(80000);
+    ace_trim(0);
+    ace_stats after = Stats();
+    EXPECT_EQ(after.arena_free_committed_bytes, 0u);
+    EXPECT_EQ(after.arena_regions, 0u);
+    EXPECT_GT(after.arena_regions_unmapped, before.arena_regions_unmapped);
   }
 }
 

@@ -80,7 +80,11 @@ void *hk_os_reserve_aligned(size_t size, size_t alignment, unsigned flags) {
     if (tail) unmap_quietly(aligned + size, tail);
     result = aligned;
   }
-  count_mapped(size);
+  if (flags & HK_OS_RESERVE_UNCOMMITTED) {
+    hk_stat_add(HK_STAT_OS_BYTES_RESERVED, size);
+  } else {
+    count_mapped(size);
+  }
   if (flags & HK_OS_RESERVE_HUGEPAGE) hk_os_hugepage_hint(result, size);
   return result;
 }
@@ -103,6 +107,8 @@ static int decommit_advice(hk_os_decommit_kind kind) {
   }
   return kind == HK_OS_DECOMMIT_FREE ? MADV_FREE : MADV_DONTNEED;
 }
+
+int hk_os_decommit_zeroes(hk_os_decommit_kind kind) { return decommit_advice(kind) == MADV_DONTNEED; }
 
 int hk_os_decommit(void *address, size_t size, hk_os_decommit_kind kind) {
   size_t page = hk_os_page_size();

@@ -25,6 +25,7 @@ extern "C" {
 enum {
   HK_OS_RESERVE_DEFAULT = 0,
   HK_OS_RESERVE_HUGEPAGE = 1,  // ask for transparent huge pages on this mapping (a hint)
+  HK_OS_RESERVE_UNCOMMITTED = 2,  // count the range as decommitted (the caller commits parts of it)
 };
 
 // How hk_os_decommit returns pages.
@@ -51,6 +52,10 @@ int hk_os_release(void *address, size_t size);
 // Gives the pages of [address, address + size) back to the OS, keeping the range mapped.
 // The range must be page-aligned. 0, or -1 with errno.
 int hk_os_decommit(void *address, size_t size, hk_os_decommit_kind kind);
+
+// True when pages decommitted with `kind` read back as zero (MADV_DONTNEED), false when they may
+// keep old contents until the kernel takes them (MADV_FREE).
+int hk_os_decommit_zeroes(hk_os_decommit_kind kind);
 
 // Marks a decommitted page-aligned range as in use again (counter bookkeeping only).
 void hk_os_commit(void *address, size_t size);

@@ -155,6 +155,28 @@ TEST(Os, CountersCountExactly) {
             1u << 20);
 }
 
+TEST(Os, UncommittedReservationCountsOnlyAsReserved) {
+  hk_stats_snapshot before, after, end;
+  hk_stats_take_snapshot(&before);
+  void *region = hk_os_reserve_aligned(1 << 22, 1 << 22, HK_OS_RESERVE_UNCOMMITTED);
+  ASSERT_NE(region, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(region) & ((1u << 22) - 1), 0u);
+  hk_stats_take_snapshot(&after);
+  EXPECT_EQ(after.values[HK_STAT_OS_BYTES_RESERVED] - before.values[HK_STAT_OS_BYTES_RESERVED], 1u << 22);
+  EXPECT_EQ(after.values[HK_STAT_OS_BYTES_COMMITTED], before.values[HK_STAT_OS_BYTES_COMMITTED]);
+  static_cast<char *>(region)[0] = 1;  // usable at once
+  hk_os_commit(region, 1 << 22);       // the contract of release: commit the bookkeeping first
+  ASSERT_EQ(hk_os_release(region, 1 << 22), 0);
+  hk_stats_take_snapshot(&end);
+  EXPECT_EQ(end.values[HK_STAT_OS_BYTES_RESERVED], before.values[HK_STAT_OS_BYTES_RESERVED]);
+  EXPECT_EQ(end.values[HK_STAT_OS_BYTES_COMMITTED], before.values[HK_STAT_OS_BYTES_COMMITTED]);
+}
+
+TEST(Os, DecommitZeroesOnlyForDontneed) {
+  EXPECT_TRUE(hk_os_decommit_zeroes(HK_OS_DECOMMIT_DONTNEED));
+  EXPECT_FALSE(hk_os_decommit_zeroes(HK_OS_DECOMMIT_FREE));
+}
+
 TEST(Os, ImpossibleReservationFailsWithEnomem) {
   errno = 0;
   EXPECT_EQ(hk_os_reserve_aligned((size_t)1 << 60, 0, 0), nullptr);
