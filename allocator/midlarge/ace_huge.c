@@ -313,14 +313,16 @@ size_t ace_huge_usable_size(const void *block) {
 }
 
 // Resizes an arena block (lock held; releases it). Shrinks and growth into free space after the
-// block stay in place; otherwise the block moves to a new one with 1/2 slack (a copy: cheaper
-// than faulting fresh pages in, and the old pages go back to the arena for the next block).
+// block stay in place; otherwise the block moves to a new one (a copy: cheaper than faulting
+// fresh pages in, and the old pages go back to the arena for the next block). Slack is 1/8:
+// measured on realloc_grow, 1/2 and 1/4 cost 9 and 3 MiB more peak RSS for no speed (copies of
+// resident memory are cheap; the arena's footprint is what grows).
 static void *arena_resize(huge_entry *entry, void *block, size_t new_size) {
   size_t page = hk_os_page_size();
   size_t length = entry->length, alignment = entry->alignment;
   if (new_size <= length && (new_size >= length / 4 || new_size > ACE_HUGE_THRESHOLD)) {
-    size_t keep = hk_align_up(new_size + new_size / 2, page);
-    if (new_size < length / 4 && keep < length) {  // a deep shrink: the tail goes back to the arena
+    size_t keep = hk_align_up(new_size + new_size / 8, page);
+    if (new_size < length / 2 && keep < length) {  // the tail goes back to the arena (no syscall)
       ace_arena_free((char *)block + keep, length - keep, ss_clock_ms());
       live_bytes -= length - keep;
       entry->length = keep;
@@ -333,7 +335,7 @@ static void *arena_resize(huge_entry *entry, void *block, size_t new_size) {
     return NULL;
   }
   size_t needed = hk_align_up(new_size, page);
-  size_t wanted = hk_align_up(new_size + new_size / 2, page);
+  size_t wanted = hk_align_up(new_size + new_size / 8, page);
   if (needed <= ACE_ARENA_BLOCK_MAX) {
     size_t grown = ace_arena_grow_in_place(block, length, needed, wanted < ACE_ARENA_BLOCK_MAX ? wanted : needed);
     if (grown) {
@@ -345,7 +347,7 @@ static void *arena_resize(huge_entry *entry, void *block, size_t new_size) {
   }
   huge_unlock();
   int saved_errno = errno, fresh;
-  void *moved = huge_alloc(new_size + new_size / 2, alignment, &fresh);
+  void *moved = huge_alloc(new_size + new_size / 8, alignment, &fresh);
   if (!moved) {
     errno = saved_errno;  // the caller tries the exact size
     return NULL;
