@@ -33,11 +33,11 @@
   X(ACE_IDLE_MS, "HAKMEM_ACE_IDLE_MS", INT, "1000",                                               \
     "a mid/large class unused this long (ms) empties its per-thread cache into the pool")       \
   X(HUGE_CACHE_MAX_COUNT, "HAKMEM_HUGE_CACHE_MAX_COUNT", INT, "16",                               \
-    "most freed huge mappings (> 512 KiB) kept for reuse (at most 64; 0 unmaps at once)")       \
+    "most freed huge mappings (blocks > 32 MiB) kept for reuse (at most 64; 0 unmaps at once)")       \
   X(HUGE_CACHE_MAX_BYTES, "HAKMEM_HUGE_CACHE_MAX_BYTES", INT, "256M",                             \
-    "most bytes of freed huge mappings kept for reuse")                                         \
+    "most bytes of freed huge mappings kept for reuse; also the huge arena's free committed bytes")                                         \
   X(HUGE_CACHE_TTL_MS, "HAKMEM_HUGE_CACHE_TTL_MS", INT, "2000",                                   \
-    "a freed huge mapping unused this long (ms) is unmapped")                                    \
+    "a freed huge mapping unused this long (ms) is unmapped; a free huge arena span decommitted")                                    \
   X(CRASH_REPORT, "HAKMEM_CRASH_REPORT", INT, "0",                                                \
     "1 writes a report naming the HAKMEM slab and block of the address on SIGSEGV/SIGBUS/SIGABRT")
 

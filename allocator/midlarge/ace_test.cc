@@ -30,6 +30,10 @@ constexpr bool kSlow = true;  // sanitizers and debug builds: scale the work dow
 constexpr bool kSlow = false;
 #endif
 
+// Blocks above ACE_ARENA_BLOCK_MAX (32 MiB) get their own mappings and the mapping cache.
+constexpr size_t kOwnMapping = size_t{33} << 20;
+static_assert(kOwnMapping > ACE_ARENA_BLOCK_MAX, "an own mapping");
+
 // Fills `size` bytes with a pattern from the seed; touching every page of big blocks would be
 // slow, so big blocks get the pattern at both ends and every 4 KiB.
 void Fill(void *block, size_t size, uint32_t seed) {
@@ -234,12 +238,12 @@ TEST(AceResize, AcrossClassBoundariesKeepsContent) {
   Free(block);
 }
 
-TEST(AceResize, HugeGrowsAndShrinksWithoutCopying) {
-  size_t size = 1 << 20;
+TEST(AceResize, OwnMappingGrowsAndShrinksWithoutCopying) {
+  size_t size = kOwnMapping;
   void *block = ace_alloc(size);
   Fill(block, size, 3);
   uint64_t remaps = Stats().huge_remaps;
-  size_t top = kSlow ? (size_t{32} << 20) : (size_t{128} << 20);
+  size_t top = kSlow ? (size_t{80} << 20) : (size_t{160} << 20);
   for (size_t next = size + 12345; next <= top; next = next * 3 / 2) {
     void *grown = ace_resize(block, nullptr, next);
     ASSERT_NE(grown, nullptr) << next;  // mremap never needs the caller to copy
@@ -427,9 +431,6 @@ TEST(AceAdaptive, RssReturnsAfterABurst) {
 }
 
 // ---- Huge cache ------------------------------------------------------------------------------
-
-// Blocks above ACE_ARENA_BLOCK_MAX (32 MiB) get their own mappings and the mapping cache.
-constexpr size_t kOwnMapping = size_t{33} << 20;
 
 TEST(AceHuge, RepeatedOwnMappingsReuseTheCache) {
   ScopedConfig config({"HAKMEM_HUGE_CACHE_MAX_COUNT=8"});
