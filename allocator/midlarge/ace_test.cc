@@ -145,6 +145,19 @@ TEST(AceClasses, EverySizeFitsWithBoundedWaste) {
   }
 }
 
+TEST(AceClasses, ReciprocalsDecideBlockStartsExactly) {
+  for (unsigned c = 0; c < ACE_CLASS_COUNT; c++) {
+    uint64_t size = ace_class_size(c);
+    ASSERT_EQ(ace_class_reciprocal[c], UINT64_MAX / size + 1) << c;
+    EXPECT_EQ(ace_size_to_class(size), c);
+    // offset * reciprocal <= reciprocal - 1 (mod 2^64) exactly when size divides the offset.
+    for (uint64_t offset : {uint64_t{0}, size - 1, size, size + 1, 7 * size, 7 * size + 16, (uint64_t{1} << 20) - 1}) {
+      uint64_t reciprocal = ace_class_reciprocal[c];
+      EXPECT_EQ(offset * reciprocal <= reciprocal - 1, offset % size == 0) << c << " " << offset;
+    }
+  }
+}
+
 TEST(AceClasses, SlabGeometryHoldsEnoughBlocksWithLittleTailWaste) {
   for (unsigned c = 0; c < ACE_CLASS_COUNT; c++) {
     size_t size = ace_class_size(c);
