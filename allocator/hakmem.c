@@ -163,7 +163,6 @@ static void writer_counter(stats_writer *writer, int json, int *first, const cha
 static const char *const tiny_stat_names[] = {
     "refills", "blocks_refilled", "flushes", "blocks_flushed", "remote_frees", "remote_collected",
     "slabs_acquired", "slabs_released", "slabs_abandoned", "slabs_adopted", "abandoned_lock_takes",
-    "pages_parked", "pages_unparked",
 };
 
 void hakmem_stats_write(int fd, int json) {

@@ -59,9 +59,7 @@ typedef struct ss_slab {
   uint8_t span_head;     // index of the slab heading this slab's span (its own index for a slab)
   uint8_t zeroed;        // 1 when the slab's (span's) pages were known zero at acquisition
   uint8_t index;         // this slab's index in its SuperSlab (constant)
-  uint16_t parked_pages; // user layer: bit p set = 4 KiB page p of the slot decommitted while the
-                         // slab stays in use (tiny); the user commits them before releasing it
-  uint8_t reserved[8];
+  uint8_t reserved[10];
 } __attribute__((aligned(64))) ss_slab;
 
 #define SS_KIND_SPAN 0xFFFFu

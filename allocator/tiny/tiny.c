@@ -10,7 +10,6 @@
 #include "allocator/base/bits.h"
 #include "allocator/base/config.h"
 #include "allocator/base/report.h"
-#include "allocator/os/os.h"
 #include "allocator/superslab/shared_pool.h"
 #include "allocator/superslab/slab_list.h"
 
@@ -130,127 +129,8 @@ static void thread_init(void) {
   for (unsigned c = 0; c < TINY_CLASS_COUNT; c++) tiny_thread.bins[c].capacity = bin_capacity(c);
 }
 
-// ---- Sparse slabs: pages given back while the slab stays in use --------------------------------
-// A burst of scattered frees can leave a slab with 10 % of its blocks live: it cannot go back to
-// the pool, and segregated classes cannot put other sizes in its holes, so its free pages would
-// stay resident (the fragmentation benchmark: 256 MiB of small blocks, 90 % freed, 120 MiB of it
-// in pages holding no live block). When a flush takes a slab's live count down to a quarter and
-// to an eighth of its capacity, its pages that hold only free blocks are decommitted: their
-// blocks leave the free list ("parked", bit p of slab->parked_pages for page p of the slot) and
-// come back, pages faulting in again, only once every other free block of the slab is used.
-// Only a thread holding many slabs of the class parks (TINY_PARK_MIN_SLABS, 2 MiB of it): with a
-// few, the pages are needed again soon, and a fault costs more than the memory is worth (larson
-// with 2 threads parked 6,400 pages, faulted 6.6x more and ran 40 % slower without this bound).
-// Owner-only state, like the free list. At most two walks of the free list per descent.
-#define TINY_PAGE_LOG2 12
-#define TINY_SLOT_PAGES (1u << (SS_SLAB_SIZE_LOG2 - TINY_PAGE_LOG2))  // 16
-#define TINY_MAX_BLOCKS_PER_SLAB (SS_SLAB_SIZE / 16)                   // smallest class: 16 B
-#define TINY_PARK_MIN_SLABS 32
-
-static inline uintptr_t slot_start(const ss_slab *slab) {
-  return (uintptr_t)ss_slab_superslab(slab) + ((uintptr_t)slab->index << SS_SLAB_SIZE_LOG2);
-}
-
-// Pages of the slot that block [start, start + size) overlaps, as a mask.
-static inline uint32_t block_pages(uintptr_t slot, uintptr_t start, uint32_t size) {
-  unsigned first = (unsigned)((start - slot) >> TINY_PAGE_LOG2);
-  unsigned last = (unsigned)((start + size - 1 - slot) >> TINY_PAGE_LOG2);
-  return ((2u << last) - 1) & ~((1u << first) - 1);
-}
-
-static void park_free_pages(unsigned class_index, ss_slab *slab) {
-  uint32_t size = slab->block_size;
-  uintptr_t slot = slot_start(slab), base = (uintptr_t)ss_slab_base(slab);
-  uint32_t carved = slab->carve / size;
-  uint64_t free_bits[TINY_MAX_BLOCKS_PER_SLAB / 64];
-  memset(free_bits, 0, (carved + 63) / 64 * sizeof(uint64_t));
-  for (void *block = slab->free_list; block; block = tiny_next(block)) {
-    uint32_t index = (uint32_t)(((uintptr_t)block - base) / size);
-    free_bits[index / 64] |= (uint64_t)1 << (index % 64);
-  }
-  // Candidates: whole pages of the data below the carve position, not parked yet, that no live
-  // block overlaps. (Blocks on parked pages are all free.)
-  uint32_t busy = slab->parked_pages;
-  for (uint32_t index = 0; index < carved; index++)
-    if (!(free_bits[index / 64] >> (index % 64) & 1)) busy |= block_pages(slot, base + (uintptr_t)index * size, size);
-  uint32_t candidates = 0;
-  for (unsigned page = 0; page < TINY_SLOT_PAGES; page++) {
-    uintptr_t page_start = slot + ((uintptr_t)page << TINY_PAGE_LOG2);
-    if (page_start >= base && page_start + (1u << TINY_PAGE_LOG2) <= base + slab->carve && !(busy >> page & 1))
-      candidates |= 1u << page;
-  }
-  if (__builtin_popcount(candidates) < 2) return;  // not worth a syscall
-  // Unlink the free blocks that touch a candidate page first: once decommitted, their link
-  // words read as zero.
-  void *kept_tail = NULL;
-  for (void *block = slab->free_list, *next; block; block = next) {
-    next = tiny_next(block);
-    if (block_pages(slot, (uintptr_t)block, size) & candidates) continue;
-    if (kept_tail) {
-      hk_link_set(kept_tail, block);
-    } else {
-      slab->free_list = block;
-    }
-    kept_tail = block;
-  }
-  if (kept_tail) {
-    hk_link_set(kept_tail, NULL);
-  } else {
-    slab->free_list = NULL;
-  }
-  uint32_t parked = 0;
-  for (unsigned page = 0; page < TINY_SLOT_PAGES;) {  // one decommit per run of pages
-    if (!(candidates >> page & 1)) {
-      page++;
-      continue;
-    }
-    unsigned end = page;
-    while (end < TINY_SLOT_PAGES && (candidates >> end & 1)) end++;
-    void *start = (void *)(slot + ((uintptr_t)page << TINY_PAGE_LOG2));
-    if (hk_os_decommit(start, (size_t)(end - page) << TINY_PAGE_LOG2, HK_OS_DECOMMIT_CONFIGURED) == 0)
-      parked |= ((2u << (end - 1)) - 1) & ~((1u << page) - 1);
-    page = end;
-  }
-  if (parked != candidates) {
-    // A decommit failed: blocks touching only its pages go back on the list (they are free).
-    for (uint32_t index = carved; index-- > 0;) {
-      uintptr_t block = base + (uintptr_t)index * size;
-      uint32_t pages = block_pages(slot, block, size);
-      if (!(pages & candidates) || (pages & parked)) continue;
-      hk_link_set((void *)block, slab->free_list);
-      slab->free_list = (void *)block;
-    }
-  }
-  slab->parked_pages = (uint16_t)(slab->parked_pages | parked);
-  COUNT(class_index, pages_parked, (uint64_t)__builtin_popcount(parked));
-}
-
-// Puts every block touching a parked page back on the free list (all of them are free).
-static uint32_t unpark_pages(unsigned class_index, ss_slab *slab) {
-  uint32_t parked = slab->parked_pages, size = slab->block_size, count = 0;
-  uintptr_t slot = slot_start(slab), base = (uintptr_t)ss_slab_base(slab);
-  slab->parked_pages = 0;
-  hk_os_commit((void *)slot, (size_t)__builtin_popcount(parked) << TINY_PAGE_LOG2);
-  for (uint32_t index = slab->carve / size; index-- > 0;) {
-    uintptr_t block = base + (uintptr_t)index * size;
-    if (!(block_pages(slot, block, size) & parked)) continue;
-    hk_block_mark_free((void *)block);
-    hk_link_set((void *)block, slab->free_list);
-    slab->free_list = (void *)block;
-    count++;
-  }
-  COUNT(class_index, pages_unparked, (uint64_t)__builtin_popcount(parked));
-  return count;
-}
-
 // ---- Slab helpers -----------------------------------------------------------------------------
 static void release_slab(unsigned class_index, ss_slab *slab) {
-  if (slab->parked_pages) {
-    // The pool counts a released slab as committed: commit the parked pages' bookkeeping.
-    hk_os_commit((void *)slot_start(slab), (size_t)__builtin_popcount(slab->parked_pages) << TINY_PAGE_LOG2);
-    COUNT(class_index, pages_unparked, (uint64_t)__builtin_popcount(slab->parked_pages));
-    slab->parked_pages = 0;
-  }
   __atomic_store_n(&slab->owner, 0, __ATOMIC_RELAXED);
   slab->free_list = NULL;
   COUNT(class_index, slabs_released, 1);
@@ -293,17 +173,6 @@ static uint32_t take_blocks(unsigned class_index, ss_slab *slab, tiny_bin *bin, 
   }
   uint32_t size = slab->block_size;
   uint32_t limit = slab->capacity * size;
-  if (got < want && slab->carve >= limit && slab->parked_pages) {
-    // Nothing else free and nothing left to carve: the parked pages come back.
-    unpark_pages(class_index, slab);
-    while (got < want && slab->free_list) {
-      void *block = slab->free_list;
-      slab->free_list = tiny_next(block);
-      hk_link_set(block, bin->head);
-      bin->head = block;
-      got++;
-    }
-  }
   if (got < want && slab->carve < limit) {
     // Carve in address order: the chain runs first -> ... -> last -> old bin head.
     char *base = (char *)ss_slab_base(slab);
@@ -344,7 +213,7 @@ static ss_slab *find_owned_with_free_blocks(tiny_class_state *state) {
   for (uint32_t scanned = 0; scanned < OWNED_SCAN_LIMIT && state->owned.head; scanned++) {
     ss_slab *slab = ss_slab_from_ref(state->owned.head);
     if (slab->free_list || __atomic_load_n(&slab->remote_free, __ATOMIC_RELAXED) ||
-        slab->carve < slab->capacity * slab->block_size || slab->parked_pages) {
+        slab->carve < slab->capacity * slab->block_size) {
       ss_slab_list_unlink(&state->owned, slab);
       return slab;
     }
@@ -445,9 +314,6 @@ static void flush_bin(unsigned class_index, uint32_t count) {
     slab->free_list = block;
     slab->used--;
     if (slab == state->current) continue;
-    if (HK_UNLIKELY(slab->used == slab->capacity / 4 || slab->used == slab->capacity / 8) && slab->used &&
-        state->owned.count >= TINY_PARK_MIN_SLABS)
-      park_free_pages(class_index, slab);
     if (slab->used == 0) {
       ss_slab_list_unlink(&state->owned, slab);
       release_slab(class_index, slab);

@@ -11,9 +11,7 @@
 //            comes back is released to the shared pool at once;
 //   remote   a block of another thread's slab is pushed on that slab's atomic remote list;
 //   exit     a pthread key destructor flushes the bins and abandons the thread's slabs; slabs
-//            still holding live blocks wait on a per-class list for another thread to adopt;
-//   sparse   a flush that leaves a slab a quarter or an eighth full decommits its pages that
-//            hold only free blocks ("parks" them) until the slab's other free blocks are used.
+//            still holding live blocks wait on a per-class list for another thread to adopt.
 #ifndef HAKMEM_ALLOCATOR_TINY_TINY_H_
 #define HAKMEM_ALLOCATOR_TINY_TINY_H_
 
@@ -57,8 +55,6 @@ typedef struct {
   uint64_t slabs_abandoned;      // slabs left with live blocks by an exiting thread
   uint64_t slabs_adopted;        // abandoned slabs taken over by another thread
   uint64_t abandoned_lock_takes; // acquisitions of the per-class abandoned-list lock
-  uint64_t pages_parked;         // 4 KiB pages of sparse slabs decommitted while in use
-  uint64_t pages_unparked;       // parked pages taken back (reused, or the slab released)
 } tiny_class_stats;
 
 // Out-of-line paths (tiny.c).

@@ -92,56 +92,6 @@ TEST(Tiny, AllocFreePatternsKeepData) {
   }
 }
 
-// Scattered frees that leave slabs an eighth full: pages holding only free blocks are
-// decommitted (parked) while the live blocks keep their data; allocating again takes them back.
-TEST(Tiny, SparseSlabsParkFreePagesAndTakeThemBack) {
-  tiny_thread_flush();  // start from fresh slabs
-  const size_t size = 1000;
-  const unsigned c = tiny_size_to_class(size);
-  tiny_class_stats before = Totals(c);
-  hk_stats_snapshot os_before;
-  hk_stats_take_snapshot(&os_before);
-  std::vector<void *> blocks(64 * 40);  // about 40 slabs of this class
-  for (size_t i = 0; i < blocks.size(); i++) {
-    blocks[i] = tiny_alloc(size);
-    ASSERT_NE(blocks[i], nullptr);
-    Fill(blocks[i], size, 11);
-  }
-  std::vector<void *> kept;
-  for (size_t i = 0; i < blocks.size(); i++) {
-    if (i % 10 == 0) {
-      kept.push_back(blocks[i]);
-    } else {
-      Free(blocks[i]);
-    }
-  }
-  tiny_class_stats parked = Totals(c);
-  uint64_t pages = parked.pages_parked - before.pages_parked;
-  EXPECT_GE(pages, 40u) << "about half the pages hold no live block";
-  hk_stats_snapshot os_after;
-  hk_stats_take_snapshot(&os_after);
-  EXPECT_GE(os_after.values[HK_STAT_OS_BYTES_DECOMMITTED_TOTAL] - os_before.values[HK_STAT_OS_BYTES_DECOMMITTED_TOTAL],
-            pages * 4096);
-  for (void *block : kept) ASSERT_TRUE(Verify(block, size, 11)) << block;
-
-  // Allocating as many again uses the slabs' other free blocks first, then the parked pages.
-  std::vector<void *> again;
-  for (size_t i = 0; i < blocks.size() - kept.size(); i++) {
-    again.push_back(tiny_alloc(size));
-    ASSERT_NE(again.back(), nullptr);
-    Fill(again.back(), size, 12);
-  }
-  EXPECT_GT(Totals(c).pages_unparked, parked.pages_unparked);
-  std::vector<void *> all = kept;
-  all.insert(all.end(), again.begin(), again.end());
-  std::sort(all.begin(), all.end());
-  for (size_t i = 1; i < all.size(); i++)
-    ASSERT_GE(static_cast<char *>(all[i]), static_cast<char *>(all[i - 1]) + size) << "blocks overlap";
-  for (void *block : kept) ASSERT_TRUE(Verify(block, size, 11)) << block;
-  for (void *block : again) ASSERT_TRUE(Verify(block, size, 12)) << block;
-  for (void *block : all) Free(block);
-}
-
 TEST(Tiny, UsableSizeIsTheClassSize) {
   for (size_t size : {1, 16, 17, 100, 128, 129, 500, 1000, 1024}) {
     void *block = tiny_alloc(size);
