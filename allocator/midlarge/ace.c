@@ -9,8 +9,7 @@
 #include "allocator/os/os.h"
 #include "allocator/superslab/registry.h"
 
-// ace_class_size(c) as a constant expression, and its rounded-up reciprocal.
-#define ACE_CLASS_SIZE(c) (((uint64_t)1 << (10 + (c) / 4)) + (uint64_t)((c) % 4 + 1) * ((uint64_t)1 << (8 + (c) / 4)))
+// The rounded-up reciprocal of each class size.
 #define R(c) (UINT64_MAX / ACE_CLASS_SIZE(c) + 1)
 #define R4(c) R(c), R(c + 1), R(c + 2), R(c + 3)
 const uint64_t ace_class_reciprocal[ACE_CLASS_COUNT] = {R4(0), R4(4), R4(8), R4(12), R4(16), R4(20), R4(24), R4(28), R4(32)};

@@ -116,10 +116,10 @@ static inline unsigned ace_size_to_class(size_t size) {
 }
 
 // Block size of class c: 2^k + (sub + 1) * 2^(k-2), k = 10 + c/4.
-static inline size_t ace_class_size(unsigned c) {
-  unsigned k = 10 + c / 4;
-  return ((size_t)1 << k) + (size_t)(c % 4 + 1) * ((size_t)1 << (k - 2));
-}
+// A constant expression too (ace.c builds its reciprocal table from it).
+#define ACE_CLASS_SIZE(c) \
+  (((uint64_t)1 << (10 + (c) / 4)) + (uint64_t)((c) % 4 + 1) * ((uint64_t)1 << (8 + (c) / 4)))
+static inline size_t ace_class_size(unsigned c) { return (size_t)ACE_CLASS_SIZE(c); }
 
 // ---- Internals the fast paths use ---------------------------------------------------------------
 void *ace_alloc_refill(unsigned class_index);

@@ -312,28 +312,41 @@ size_t ace_huge_usable_size(const void *block) {
   return length;
 }
 
-// Resizes an arena block (lock held; releases it). Shrinks and growth into free space after the
-// block stay in place; otherwise the block moves to a new one (a copy: cheaper than faulting
-// fresh pages in, and the old pages go back to the arena for the next block). Slack is 1/8:
-// measured on realloc_grow, 1/2 and 1/4 cost 9 and 3 MiB more peak RSS for no speed (copies of
-// resident memory are cheap; the arena's footprint is what grows).
-static void *arena_resize(huge_entry *entry, void *block, size_t new_size) {
-  size_t page = hk_os_page_size();
-  size_t length = entry->length, alignment = entry->alignment;
-  if (new_size <= length && (new_size >= length / 4 || new_size > ACE_HUGE_THRESHOLD)) {
+// ---- Resize ------------------------------------------------------------------------------------
+// Both kinds of huge block share the decision (ace_huge_resize): a new size that still fits and is
+// a quarter of the block or more (or still huge) stays in place; a much smaller one returns NULL
+// so the front door copies into a mid block; a bigger one grows. Each kind trims and grows its
+// own way below; the growers are called with the lock held and release it.
+
+// Arena blocks: below half the block, the tail goes back to the arena (no syscall), keeping
+// 1/8 of the new size as room. Own mappings: below a quarter, the tail is unmapped with mremap,
+// keeping half the new size as room (a buffer that shrinks and grows again pays nothing).
+static void trim_tail(huge_entry *entry, void *block, size_t new_size) {
+  size_t page = hk_os_page_size(), length = entry->length;
+  if (entry->in_arena) {
     size_t keep = hk_align_up(new_size + new_size / 8, page);
-    if (new_size < length / 2 && keep < length) {  // the tail goes back to the arena (no syscall)
+    if (new_size < length / 2 && keep < length) {
       ace_arena_free((char *)block + keep, length - keep, ss_clock_ms());
       live_bytes -= length - keep;
       entry->length = keep;
     }
-    huge_unlock();
-    return block;
+    return;
   }
-  if (new_size <= length || new_size > ((size_t)1 << 46)) {
-    huge_unlock();  // much smaller: a mid block serves it better (the caller copies)
-    return NULL;
+  size_t keep = hk_align_up(new_size + new_size / 2, page);
+  if (new_size < length / 4 && keep < length && hk_os_remap(block, length, keep, 0)) {
+    hk_stat_add(HK_STAT_ACE_HUGE_REMAPS, 1);
+    live_bytes -= length - keep;
+    entry->length = keep;
   }
+}
+
+// Grows an arena block into the free space after it, else moves it to a new block (a copy:
+// cheaper than faulting fresh pages in, and the old pages go back to the arena for the next
+// block). Slack is 1/8: measured on realloc_grow, 1/2 and 1/4 cost 9 and 3 MiB more peak RSS for
+// no speed (copies of resident memory are cheap; the arena's footprint is what grows).
+static void *arena_grow(huge_entry *entry, void *block, size_t new_size) {
+  size_t page = hk_os_page_size();
+  size_t length = entry->length, alignment = entry->alignment;
   size_t needed = hk_align_up(new_size, page);
   size_t wanted = hk_align_up(new_size + new_size / 8, page);
   if (needed <= ACE_ARENA_BLOCK_MAX) {
@@ -358,36 +371,12 @@ static void *arena_resize(huge_entry *entry, void *block, size_t new_size) {
   return moved;
 }
 
-void *ace_huge_resize(void *block, size_t new_size) {
+// Grows an own mapping with mremap and 1/2 slack, so a run of growths costs few mremaps: the
+// slack is address space only until it is written. The entry is removed first: once the old
+// range is unmapped another thread may map and register the same address.
+static void *mapping_grow(huge_entry *entry, void *block, size_t new_size) {
   size_t page = hk_os_page_size();
-  huge_lock();
-  huge_entry *entry = table_find((uintptr_t)block);
-  if (!entry) {
-    huge_unlock();
-    return NULL;
-  }
-  if (entry->in_arena) return arena_resize(entry, block, new_size);
   size_t length = entry->length, alignment = entry->alignment;
-  if (new_size <= length && (new_size >= length / 4 || new_size > ACE_HUGE_THRESHOLD)) {
-    // Fits. A shrink to a quarter or more stays as it is (no syscall: the next growth of a
-    // buffer that shrinks and grows again is free); a deeper one gives the tail back, keeping
-    // half the new size as growth room.
-    size_t keep = hk_align_up(new_size + new_size / 2, page);
-    if (new_size < length / 4 && keep < length && hk_os_remap(block, length, keep, 0)) {
-      hk_stat_add(HK_STAT_ACE_HUGE_REMAPS, 1);
-      live_bytes -= length - keep;
-      entry->length = keep;
-    }
-    huge_unlock();
-    return block;
-  }
-  if (new_size <= length || new_size > ((size_t)1 << 46)) {
-    huge_unlock();  // much smaller: a mid block serves it better (the caller copies)
-    return NULL;
-  }
-  // Grow with 1/2 slack so a run of growths costs few mremaps: the slack is address space only
-  // until it is written. Remove the entry first: once the old range is unmapped another thread
-  // may map and register the same address.
   size_t grown = hk_align_up(new_size + new_size / 2, page);
   table_remove(entry);
   huge_unlock();
@@ -398,6 +387,26 @@ void *ace_huge_resize(void *block, size_t new_size) {
   huge_unlock();
   if (!ok) hk_report_fatal("ace: the huge block table could not grow");
   return moved;
+}
+
+void *ace_huge_resize(void *block, size_t new_size) {
+  huge_lock();
+  huge_entry *entry = table_find((uintptr_t)block);
+  if (!entry) {
+    huge_unlock();
+    return NULL;
+  }
+  size_t length = entry->length;
+  if (new_size <= length && (new_size >= length / 4 || new_size > ACE_HUGE_THRESHOLD)) {
+    trim_tail(entry, block, new_size);
+    huge_unlock();
+    return block;
+  }
+  if (new_size <= length || new_size > ((size_t)1 << 46)) {
+    huge_unlock();  // much smaller: a mid block serves it better (the caller copies)
+    return NULL;
+  }
+  return entry->in_arena ? arena_grow(entry, block, new_size) : mapping_grow(entry, block, new_size);
 }
 
 size_t ace_huge_trim(int force) {

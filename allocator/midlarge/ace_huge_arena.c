@@ -54,8 +54,7 @@ typedef struct {
 
 static arena_span spans[ARENA_SPAN_CAPACITY];  // sorted by start; .bss, touched as used
 static size_t span_count;
-static uintptr_t regions[ACE_ARENA_REGION_MAX];  // region starts, unordered
-static size_t region_count;
+static size_t region_count;  // regions mapped now
 static size_t free_bytes, free_committed_bytes;  // over all spans; committed ones only
 static uint64_t last_age_ms;
 
@@ -213,12 +212,7 @@ static void release_region_at(size_t span_index) {
   remove_at(span_index);
   if (!s.committed) hk_os_commit((void *)s.start, s.length);  // hk_os_release's contract
   hk_os_release((void *)s.start, s.length);
-  for (size_t r = 0; r < region_count; r++) {
-    if (regions[r] == s.start) {
-      regions[r] = regions[--region_count];
-      break;
-    }
-  }
+  region_count--;
   hk_stat_add(HK_STAT_ACE_ARENA_REGIONS_UNMAPPED, 1);
 }
 
@@ -264,8 +258,9 @@ static size_t committed_overlap(size_t i, uintptr_t start, uintptr_t end) {
 
 // Where `length` bytes at `alignment` go: the placement with the most committed bytes under it
 // (likely resident pages: no faults), ties to the smallest run (best fit). Candidates are each
-// run's start and each committed span's start within a run. 0 when nothing fits.
-static uintptr_t find_fit(size_t length, size_t alignment) {
+// run's start and each committed span's start within a run. 0 when nothing fits; else the start,
+// with the committed bytes under the block in *overlap_out.
+static uintptr_t find_fit(size_t length, size_t alignment, size_t *overlap_out) {
   uintptr_t best = 0;
   size_t best_overlap = 0, best_run = SIZE_MAX;
   for (size_t first = 0; first < span_count;) {
@@ -286,6 +281,7 @@ static uintptr_t find_fit(size_t length, size_t alignment) {
     }
     first = last + 1;
   }
+  *overlap_out = best_overlap;
   return best;
 }
 
@@ -293,20 +289,20 @@ static int map_region(uint64_t now) {
   if (region_count == ACE_ARENA_REGION_MAX) return 0;
   void *region = hk_os_reserve_aligned(ACE_ARENA_REGION_SIZE, ACE_ARENA_REGION_SIZE, HK_OS_RESERVE_UNCOMMITTED);
   if (!region) return 0;
-  regions[region_count++] = (uintptr_t)region;
+  region_count++;
   add_free((uintptr_t)region, ACE_ARENA_REGION_SIZE, now, 0, 1);
   hk_stat_add(HK_STAT_ACE_ARENA_REGIONS_MAPPED, 1);
   return 1;
 }
 
 void *ace_arena_alloc(size_t length, size_t alignment, uint64_t now, int *zeroed) {
-  uintptr_t start = find_fit(length, alignment);
+  size_t overlap;
+  uintptr_t start = find_fit(length, alignment, &overlap);
   if (!start) {
     if (!map_region(now)) return NULL;
-    start = find_fit(length, alignment);
+    start = find_fit(length, alignment, &overlap);
     if (!start) return NULL;
   }
-  size_t overlap = committed_overlap(lower_bound(start) ? lower_bound(start) - 1 : 0, start, start + length);
   hk_stat_add(overlap ? HK_STAT_ACE_ARENA_COMMITTED_REUSES : HK_STAT_ACE_ARENA_UNCOMMITTED_ALLOCS, 1);
   *zeroed = take_range(start, length);
   ace_arena_age(now, 0);
