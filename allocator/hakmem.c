@@ -165,6 +165,31 @@ static const char *const tiny_stat_names[] = {
     "slabs_acquired", "slabs_released", "slabs_abandoned", "slabs_adopted", "abandoned_lock_takes",
 };
 
+static const char *const ace_stat_names[] = {
+    "hits",          "misses",          "blocks_refilled", "overflows",      "blocks_flushed",
+    "remote_frees",  "capacity_grows",  "capacity_shrinks", "budget_denied", "idle_flushes",
+    "slabs_acquired", "slabs_released", "slabs_abandoned", "slabs_adopted",
+};
+
+// One "<prefix><class size>.<field>" counter per field of a class whose counters are not all 0.
+static void writer_class_counters(stats_writer *writer, int json, int *first, const char *prefix, uint64_t class_size,
+                                  const uint64_t *values, const char *const *names, size_t count) {
+  int any = 0;
+  for (size_t i = 0; i < count; i++) any |= values[i] != 0;
+  if (!any) return;
+  for (size_t i = 0; i < count; i++) {
+    char name[64];
+    size_t length = 0;
+    for (const char *p = prefix; *p; p++) name[length++] = *p;
+    length += hk_report_format_decimal(name + length, class_size);
+    name[length++] = '.';
+    const char *field = names[i];
+    while (*field && length < sizeof name - 1) name[length++] = *field++;
+    name[length] = '\0';
+    writer_counter(writer, json, first, name, values[i]);
+  }
+}
+
 void hakmem_stats_write(int fd, int json) {
   stats_writer writer = {.fd = fd, .length = 0};
   int first = 1;
@@ -175,22 +200,16 @@ void hakmem_stats_write(int fd, int json) {
   tiny_stats_get(classes);
   _Static_assert(sizeof(tiny_stat_names) / sizeof(tiny_stat_names[0]) == sizeof(tiny_class_stats) / sizeof(uint64_t),
                  "one name per tiny counter");
-  for (unsigned c = 0; c < TINY_CLASS_COUNT; c++) {
-    const uint64_t *values = (const uint64_t *)&classes[c];
-    int any = 0;
-    for (size_t i = 0; i < sizeof(tiny_class_stats) / sizeof(uint64_t); i++) any |= values[i] != 0;
-    if (!any) continue;
-    for (size_t i = 0; i < sizeof(tiny_class_stats) / sizeof(uint64_t); i++) {
-      char name[64] = "tiny.class";
-      size_t length = 10;
-      length += hk_report_format_decimal(name + length, tiny_class_size[c]);
-      name[length++] = '.';
-      const char *field = tiny_stat_names[i];
-      while (*field && length < sizeof name - 1) name[length++] = *field++;
-      name[length] = '\0';
-      writer_counter(&writer, json, &first, name, values[i]);
-    }
-  }
+  for (unsigned c = 0; c < TINY_CLASS_COUNT; c++)
+    writer_class_counters(&writer, json, &first, "tiny.class", tiny_class_size[c], (const uint64_t *)&classes[c],
+                          tiny_stat_names, sizeof(tiny_class_stats) / sizeof(uint64_t));
+  ace_stats ace;
+  ace_stats_get(&ace);
+  _Static_assert(sizeof(ace_stat_names) / sizeof(ace_stat_names[0]) == sizeof(ace_class_stats) / sizeof(uint64_t),
+                 "one name per ACE counter");
+  for (unsigned c = 0; c < ACE_CLASS_COUNT; c++)
+    writer_class_counters(&writer, json, &first, "ace.class", ace_class_size(c), (const uint64_t *)&ace.classes[c],
+                          ace_stat_names, sizeof(ace_class_stats) / sizeof(uint64_t));
   // Peak RSS, from the kernel's own accounting (VmHWM in /proc/self/status), in KiB.
   int status = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
   if (status >= 0) {

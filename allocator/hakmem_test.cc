@@ -267,6 +267,15 @@ TEST(Stats, WritesJsonWithTheCounters) {
   ASSERT_EQ(pipe(pipe_ends), 0);
   void *block = hakmem_malloc(2 << 20);
   hakmem_free(block);
+  // Mid blocks of 3,000 B (class 3072) on a thread that exits: its bin hits are folded in at exit.
+  std::thread([] {
+    std::vector<void *> blocks;
+    for (int round = 0; round < 2; round++) {
+      for (int i = 0; i < 8; i++) blocks.push_back(hakmem_malloc(3000));
+      for (void *mid : blocks) hakmem_free(mid);
+      blocks.clear();
+    }
+  }).join();
   hakmem_stats_write(pipe_ends[1], 1);
   close(pipe_ends[1]);
   std::string text;
@@ -277,6 +286,9 @@ TEST(Stats, WritesJsonWithTheCounters) {
   EXPECT_EQ(text.front(), '{');
   EXPECT_NE(text.find("\"os.mmap_calls\": "), std::string::npos) << text;
   EXPECT_NE(text.find("\"process.peak_rss_kib\": "), std::string::npos) << text;
+  // Per-class ACE counters, named by class size, and only for classes that were used.
+  EXPECT_NE(text.find("\"ace.class3072.hits\": "), std::string::npos) << text;
+  EXPECT_EQ(text.find("\"ace.class393216.hits\": "), std::string::npos) << text;
   hakmem_stats stats;
   hakmem_stats_get(&stats);
   EXPECT_GT(stats.os_mmap_calls, 0u);

@@ -138,19 +138,30 @@ static inline void *ace_next(const void *block) {
   return next;
 }
 
-// The slab metadata that carries a block's state: the slot itself, or the head of its span.
-static inline ss_slab *ace_slab_head(ss_slab *slab) {
-  return slab->kind == SS_KIND_SPAN ? &ss_slab_superslab(slab)->slabs[slab->span_head] : slab;
+// The slab metadata that carries a block's state: the slot itself, or the head of its span. A
+// slab's span_head is its own index, so this needs no branch.
+static inline ss_slab *ace_slab_head(ss_slab *slab) { return &ss_slab_superslab(slab)->slabs[slab->span_head]; }
+
+// ACE's word in the `user_tag` field of a slab or span head it holds: the address of the first block
+// (bits 0..47) and the class + 1 (bits 56..63). 0 while ACE does not hold it (the pool resets the
+// field on every acquisition; ACE clears it on release), so the free path finds the class and the
+// block area with one load, and a stale pointer into a released slab is no block start.
+#define ACE_HEAD_CLASS_SHIFT 56
+#define ACE_HEAD_BASE_MASK ((UINT64_C(1) << 48) - 1)
+static inline uint64_t ace_head_word(const void *base, unsigned c) {
+  return ((uint64_t)(uintptr_t)base & ACE_HEAD_BASE_MASK) | ((uint64_t)(c + 1) << ACE_HEAD_CLASS_SHIFT);
 }
+static inline unsigned ace_head_class(uint64_t word) { return (unsigned)(word >> ACE_HEAD_CLASS_SHIFT) - 1; }
 
 // Rounded-up reciprocals of the class sizes (UINT64_MAX / size + 1), so the block-start check
 // multiplies instead of dividing (a 64-bit division is ~40 cycles on the free path).
 extern const uint64_t ace_class_reciprocal[ACE_CLASS_COUNT];
 
-// True when `block` starts a block of `head`, a slab of class `c`: in range and on a block
-// boundary (offsets < 2^32). A released slab has capacity 0, so every pointer into it fails.
-static inline int ace_is_block_start(const void *block, const ss_slab *head, unsigned c) {
-  uint64_t offset = (uint64_t)((uintptr_t)block - (uintptr_t)ss_slab_base(head));
+// True when `block` starts a block of `head`, a slab of class `c` whose head word is `word`: in
+// range and on a block boundary (offsets < 2^32). A released slab has capacity 0, so every
+// pointer into it fails.
+static inline int ace_is_block_start(const void *block, const ss_slab *head, uint64_t word, unsigned c) {
+  uint64_t offset = (uint64_t)((uintptr_t)block - (uintptr_t)(word & ACE_HEAD_BASE_MASK));
   if (offset >= (uint64_t)head->capacity * head->block_size) return 0;
   uint64_t reciprocal = ace_class_reciprocal[c];
   return offset * reciprocal <= reciprocal - 1;
@@ -182,21 +193,18 @@ void *ace_calloc(size_t size);
 // blocks are naturally aligned serve alignments up to 4 KiB; larger ones get a huge mapping.
 void *ace_alloc_aligned(size_t alignment, size_t size);
 
-// True for slabs of kinds ACE_KIND_BASE .. +ACE_CLASS_COUNT-1 and for span slots ACE carves.
+// True for a slab or span slot whose head ACE holds (its head word is set).
 static inline int ace_owns_slab(const ss_slab *slab) {
-  if (slab->kind >= ACE_KIND_BASE && slab->kind < ACE_KIND_BASE + ACE_CLASS_COUNT) return 1;
-  if (slab->kind != SS_KIND_SPAN) return 0;
-  const ss_slab *head = &ss_slab_superslab(slab)->slabs[slab->span_head];
-  // ACE is the only user of spans; a released span has block_size 0.
-  return head->block_size != 0;
+  return ace_slab_head((ss_slab *)slab)->user_tag != 0;
 }
 
 // Frees `block` (slab = ss_registry_lookup(block), one ACE owns). An interior or stale pointer
 // reports "<call>(): invalid pointer ..." and aborts.
 static inline void ace_free(void *block, ss_slab *slab, const char *call) {
   ss_slab *head = ace_slab_head(slab);
-  unsigned c = ace_size_to_class(head->block_size);
-  if (__builtin_expect(!ace_is_block_start(block, head, c), 0)) ace_invalid_free(block, call);
+  uint64_t word = head->user_tag;
+  unsigned c = ace_head_class(word);
+  if (__builtin_expect(!ace_is_block_start(block, head, word, c), 0)) ace_invalid_free(block, call);
   if (HK_HARDENED && __builtin_expect(hk_block_is_marked_free(block), 0)) ace_double_free(block, call);
   hk_block_mark_free(block);
   ace_bin *bin = &ace_thread.bins[c];
@@ -218,8 +226,7 @@ int ace_huge_free(void *block);
 // Exact usable bytes of a block of a slab/span of ACE's (its class size).
 static inline size_t ace_usable_size(const void *block, const ss_slab *slab) {
   (void)block;
-  const ss_slab *head = slab->kind == SS_KIND_SPAN ? &ss_slab_superslab(slab)->slabs[slab->span_head] : slab;
-  return head->block_size;
+  return ace_slab_head((ss_slab *)slab)->block_size;
 }
 
 // Usable bytes of a live huge block (from its start to its mapping's end), 0 when not one.

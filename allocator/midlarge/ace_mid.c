@@ -137,10 +137,11 @@ static size_t release_slab(unsigned c, ss_slab *head) {
   size_t bytes = ss_slab_usable_size(head);
   __atomic_store_n(&head->owner, 0, __ATOMIC_RELAXED);
   head->free_list = NULL;
-  // capacity/block_size 0: a stale pointer into the released slab is no block start, and a
-  // released span is no longer ACE's (ace_owns_slab).
+  // capacity/block_size and the head word 0: a stale pointer into the released slab is no block
+  // start, and the slab is no longer ACE's (ace_owns_slab).
   head->capacity = 0;
   head->block_size = 0;
+  head->user_tag = 0;
   ACE_COUNT(c, slabs_released, 1);
   if (ace_classes[c].slots > 1) {
     hk_stat_add(HK_STAT_ACE_SPANS_RELEASED, 1);
@@ -213,6 +214,7 @@ static ss_slab *acquire_slab(unsigned c) {
   if (!head) return NULL;
   head->block_size = info->block_size;
   head->capacity = (uint32_t)(ss_slab_usable_size(head) / info->block_size);
+  head->user_tag = ace_head_word(ss_slab_base(head), c);
   head->carve = 0;
   head->used = 0;
   head->free_list = NULL;
@@ -371,7 +373,7 @@ static int adopt_on_free(unsigned c, ss_slab *head, void *block) {
 }
 
 void ace_free_slow(void *block, ss_slab *head) {
-  unsigned c = ace_size_to_class(head->block_size);
+  unsigned c = ace_head_class(head->user_tag);
   uint64_t owner = __atomic_load_n(&head->owner, __ATOMIC_RELAXED);
   ace_bin *bin = &ace_thread.bins[c];
   if (owner == ace_thread.owner_id && owner != 0) {
