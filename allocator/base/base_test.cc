@@ -54,7 +54,7 @@ TEST(Config, DefaultsThenEnvironmentValues) {
   hk_config_load(empty);
   EXPECT_STREQ(hk_config_string(HK_OPT_STATS), "0");
   EXPECT_STREQ(hk_config_string(HK_OPT_OS_DECOMMIT), "dontneed");
-  EXPECT_EQ(hk_config_int(HK_OPT_OS_HUGEPAGES), 0);
+  EXPECT_EQ(hk_config_int(HK_OPT_OS_HUGEPAGES), 8);
 
   char stats[] = "HAKMEM_STATS=json:/tmp/x.json";
   char huge[] = "HAKMEM_OS_HUGEPAGES=1";
@@ -73,7 +73,7 @@ TEST(Config, BadValuesKeepDefaultsAndSuffixesScale) {
   testing::internal::CaptureStderr();
   hk_config_load(env);
   std::string warnings = testing::internal::GetCapturedStderr();
-  EXPECT_EQ(hk_config_int(HK_OPT_OS_HUGEPAGES), 0);
+  EXPECT_EQ(hk_config_int(HK_OPT_OS_HUGEPAGES), 8);
   EXPECT_NE(warnings.find("HAKMEM_OS_HUGEPAGES: not a number"), std::string::npos) << warnings;
   EXPECT_NE(warnings.find("HAKMEM_NO_SUCH_OPTION"), std::string::npos) << warnings;
 

@@ -136,15 +136,29 @@ void hk_os_commit(void *address, size_t size) {
   hk_stat_add(HK_STAT_OS_BYTES_COMMITTED, hk_align_up(size, hk_os_page_size()));
 }
 
+// madvise(advice) on the page-rounded range, or EINVAL where the advice does not exist (-1).
+static int hugepage_advise(void *address, size_t size, int advice) {
+  if (advice < 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  hk_stat_add(HK_STAT_OS_MADVISE_CALLS, 1);
+  return madvise(address, hk_align_up(size, hk_os_page_size()), advice);
+}
+
 int hk_os_hugepage_hint(void *address, size_t size) {
 #ifdef MADV_HUGEPAGE
-  hk_stat_add(HK_STAT_OS_MADVISE_CALLS, 1);
-  return madvise(address, hk_align_up(size, hk_os_page_size()), MADV_HUGEPAGE);
+  return hugepage_advise(address, size, MADV_HUGEPAGE);
 #else
-  (void)address;
-  (void)size;
-  errno = EINVAL;
-  return -1;
+  return hugepage_advise(address, size, -1);
+#endif
+}
+
+int hk_os_hugepage_withdraw(void *address, size_t size) {
+#ifdef MADV_NOHUGEPAGE
+  return hugepage_advise(address, size, MADV_NOHUGEPAGE);
+#else
+  return hugepage_advise(address, size, -1);
 #endif
 }
 

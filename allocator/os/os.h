@@ -63,6 +63,10 @@ void hk_os_commit(void *address, size_t size);
 // Asks for transparent huge pages on this range only (never process-wide). 0, or -1 with errno.
 int hk_os_hugepage_hint(void *address, size_t size);
 
+// Withdraws that request (MADV_NOHUGEPAGE): huge pages already there stay until split, and
+// khugepaged no longer refills the range. 0, or -1 with errno.
+int hk_os_hugepage_withdraw(void *address, size_t size);
+
 // Resizes the mapping at `address` from old_size to new_size (page-rounded), moving it if
 // `may_move`; the contents are kept without copying. The new address, or NULL with errno.
 void *hk_os_remap(void *address, size_t old_size, size_t new_size, int may_move);

@@ -8,6 +8,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
 #include <chrono>
 #include <iostream>
 #include <thread>
@@ -503,6 +507,68 @@ TEST_F(SharedPoolDeathTest, ReleasingSomethingThatIsNotASlabIsReported) {
         sp_release_span(slab);
       },
       "not the head of a span");
+}
+
+// The VmFlags line of the mapping that holds `address` (from /proc/self/smaps), "" when none.
+std::string VmFlagsOf(const void *address) {
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool inside = false;
+  uintptr_t target = (uintptr_t)address;
+  while (std::getline(smaps, line)) {
+    uintptr_t start, end;
+    if (sscanf(line.c_str(), "%lx-%lx ", &start, &end) == 2 && line.find(':') > line.find(' ')) {
+      inside = start <= target && target < end;
+    } else if (inside && line.rfind("VmFlags:", 0) == 0) {
+      return line + " ";
+    }
+  }
+  return "";
+}
+
+TEST_F(SharedPool, SuperSlabsAskForHugePagesOnceTheHeapIsLargeAndWithdrawOnDecommit) {
+  if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) != 0) GTEST_SKIP() << "no THP in this kernel";
+  LoadConfig({"HAKMEM_OS_HUGEPAGES=3", "HAKMEM_SS_DECOMMIT_DELAY_MS=100", "HAKMEM_SS_CACHE_TTL_MS=600000"});
+  // Three SuperSlabs' worth of slabs: the third SuperSlab is mapped while two are live.
+  std::vector<ss_slab *> held;
+  std::vector<ss_superslab *> order;
+  while (order.size() < 3) {
+    ss_slab *slab = sp_acquire_slab(1);
+    ASSERT_NE(slab, nullptr);
+    held.push_back(slab);
+    if (order.empty() || order.back() != ss_slab_superslab(slab)) order.push_back(ss_slab_superslab(slab));
+  }
+  EXPECT_EQ(VmFlagsOf(order[0]).find(" hg "), std::string::npos) << VmFlagsOf(order[0]);
+  EXPECT_EQ(VmFlagsOf(order[1]).find(" hg "), std::string::npos) << VmFlagsOf(order[1]);
+  EXPECT_NE(VmFlagsOf(order[2]).find(" hg "), std::string::npos) << VmFlagsOf(order[2]);
+
+  // A decommit inside it withdraws the request (khugepaged must not make it all resident again).
+  ss_slab *last = held.back();
+  held.pop_back();
+  ss_slab *neighbour = sp_acquire_slab(1);  // keeps the SuperSlab live
+  ASSERT_EQ(ss_slab_superslab(neighbour), order[2]);
+  sp_release_slab(last);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  Counters counters;
+  sp_trim(0);
+  EXPECT_GE(counters(HK_STAT_SP_SLABS_DECOMMITTED), 1u);
+  std::string flags = VmFlagsOf(order[2]);
+  EXPECT_EQ(flags.find(" hg "), std::string::npos) << flags;
+  EXPECT_NE(flags.find(" nh "), std::string::npos) << flags;
+  held.push_back(neighbour);
+  for (ss_slab *slab : held) sp_release_slab(slab);
+
+  // 0 never asks.
+  sp_trim(1);
+  LoadConfig({"HAKMEM_OS_HUGEPAGES=0", "HAKMEM_SS_DECOMMIT_DELAY_MS=600000", "HAKMEM_SS_CACHE_TTL_MS=600000"});
+  held.clear();
+  std::set<ss_superslab *> mapped;
+  while (mapped.size() < 4) {
+    held.push_back(sp_acquire_slab(1));
+    mapped.insert(ss_slab_superslab(held.back()));
+  }
+  for (ss_superslab *superslab : mapped) EXPECT_EQ(VmFlagsOf(superslab).find(" hg "), std::string::npos);
+  for (ss_slab *slab : held) sp_release_slab(slab);
 }
 
 }  // namespace

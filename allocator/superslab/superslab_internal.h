@@ -64,7 +64,9 @@ typedef struct {
   // Link (id + 1, 0 = end) in the LRU cache stack or the free-id stack (never both). Relaxed:
   // the stacks' release push / acquire pop order it; a stale read fails the versioned CAS.
   uint32_t stack_next;
-  uint32_t reserved;
+  // 1 while the SuperSlab's mapping asks for transparent huge pages. The first decommit in it
+  // exchanges it to 0 (relaxed: only one caller must withdraw the request) and withdraws it.
+  uint32_t hugepage;
   // When it entered the LRU cache (ms). Written by the pusher before its release push, read by
   // the thread that took it with an acquire pop.
   uint64_t cached_since_ms;
