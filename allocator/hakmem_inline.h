@@ -36,14 +36,16 @@ HK_ALWAYS_INLINE void *hk_malloc_inline(size_t size) {
 // Frees `block` on behalf of API function `call` (named in the message for a bad pointer).
 HK_ALWAYS_INLINE void hk_free_inline(void *block, const char *call) {
   if (HK_UNLIKELY(block == NULL)) return;
-  ss_slab *slab = ss_registry_lookup(block);
-  if (HK_LIKELY(slab != NULL)) {
-    if (HK_LIKELY(tiny_owns_slab(slab))) {
-      tiny_free(block, slab, call);
+  // The head, not the slot: for a block in a span's later slot, the slot's own metadata line
+  // would be one more cache miss (free's costliest load in mid_large_mt).
+  ss_slab *head = ss_registry_lookup_head(block);
+  if (HK_LIKELY(head != NULL)) {
+    if (HK_LIKELY(tiny_owns_slab(head))) {  // tiny slabs are never spans: head is the slot
+      tiny_free(block, head, call);
       return;
     }
-    if (HK_LIKELY(ace_owns_slab(slab))) {
-      ace_free(block, slab, call);
+    if (HK_LIKELY(ace_owns_head(head))) {
+      ace_free(block, head, call);
       return;
     }
     hk_invalid_pointer(call, block);

@@ -198,10 +198,12 @@ static inline int ace_owns_slab(const ss_slab *slab) {
   return ace_slab_head((ss_slab *)slab)->user_tag != 0;
 }
 
-// Frees `block` (slab = ss_registry_lookup(block), one ACE owns). An interior or stale pointer
-// reports "<call>(): invalid pointer ..." and aborts.
-static inline void ace_free(void *block, ss_slab *slab, const char *call) {
-  ss_slab *head = ace_slab_head(slab);
+// True for a slab or span head (ss_registry_lookup_head) that ACE holds.
+static inline int ace_owns_head(const ss_slab *head) { return head->user_tag != 0; }
+
+// Frees `block` (head = ss_registry_lookup_head(block), one ACE owns). An interior or stale
+// pointer reports "<call>(): invalid pointer ..." and aborts.
+static inline void ace_free(void *block, ss_slab *head, const char *call) {
   uint64_t word = head->user_tag;
   unsigned c = ace_head_class(word);
   if (__builtin_expect(!ace_is_block_start(block, head, word, c), 0)) ace_invalid_free(block, call);

@@ -69,7 +69,10 @@ void Free(void *block) {
   ss_slab *slab = ss_registry_lookup(block);
   if (slab) {
     ASSERT_TRUE(ace_owns_slab(slab)) << block;
-    ace_free(block, slab, "free");
+    ss_slab *head = ss_registry_lookup_head(block);
+    ASSERT_EQ(head, ace_slab_head(slab)) << block;
+    ASSERT_TRUE(ace_owns_head(head)) << block;
+    ace_free(block, head, "free");
   } else {
     ASSERT_EQ(ace_huge_free(block), 1) << block;
   }
@@ -663,10 +666,10 @@ TEST(AceDeathTest, InteriorPointerFreeAborts) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   void *block = ace_alloc(5000);
   char *interior = static_cast<char *>(block) + 16;
-  EXPECT_DEATH(ace_free(interior, ss_registry_lookup(interior), "free"), "free\\(\\): invalid pointer");
+  EXPECT_DEATH(ace_free(interior, ss_registry_lookup_head(interior), "free"), "free\\(\\): invalid pointer");
   void *large = ace_alloc(100000);
   char *inside = static_cast<char *>(large) + 70000;  // in another slot of its span
-  EXPECT_DEATH(ace_free(inside, ss_registry_lookup(inside), "realloc"), "realloc\\(\\): invalid pointer");
+  EXPECT_DEATH(ace_free(inside, ss_registry_lookup_head(inside), "realloc"), "realloc\\(\\): invalid pointer");
   Free(block);
   Free(large);
 }

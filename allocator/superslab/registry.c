@@ -129,6 +129,7 @@ ss_superslab *ss_superslab_map(void) {
   for (unsigned i = 0; i < SS_SLABS_PER_SUPERSLAB; i++) {
     superslab->slabs[i].index = (uint8_t)i;
     superslab->slabs[i].span_head = (uint8_t)i;
+    superslab->slab_heads[i] = (uint8_t)i;
   }
   ss_dir_entry *entry = ss_dir(id);
   __atomic_store_n(&entry->active, 0, __ATOMIC_RELAXED);

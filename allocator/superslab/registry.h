@@ -70,7 +70,11 @@ typedef struct ss_superslab {
   uint64_t magic;    // SS_MAGIC while mapped
   uint32_t id;       // directory id (pool bookkeeping lives in a directory indexed by it)
   uint32_t reserved0;
-  char padding[48];  // slabs[] starts on its own cache line
+  // slab_heads[i] == slabs[i].span_head (written together by the pool). On the header's first
+  // line, which all 32 slabs share and so is usually cached, so that finding a block's head
+  // (ss_registry_lookup_head) reads no other line than the head's own.
+  uint8_t slab_heads[SS_SLABS_PER_SUPERSLAB];
+  char padding[16];  // slabs[] starts on its own cache line
   ss_slab slabs[SS_SLABS_PER_SUPERSLAB];
 } ss_superslab;
 
@@ -97,6 +101,14 @@ static inline ss_slab *ss_registry_lookup(const void *pointer) {
   ss_superslab *superslab = ss_registry_find(pointer);
   if (!superslab) return NULL;
   return &superslab->slabs[((uintptr_t)pointer >> SS_SLAB_SIZE_LOG2) & (SS_SLABS_PER_SUPERSLAB - 1)];
+}
+
+// The metadata of the slab, or the head of the span, that holds `pointer`; NULL like
+// ss_registry_lookup. Equal to ss_registry_lookup(pointer) except inside a span's later slots.
+static inline ss_slab *ss_registry_lookup_head(const void *pointer) {
+  ss_superslab *superslab = ss_registry_find(pointer);
+  if (!superslab) return NULL;
+  return &superslab->slabs[superslab->slab_heads[((uintptr_t)pointer >> SS_SLAB_SIZE_LOG2) & (SS_SLABS_PER_SUPERSLAB - 1)]];
 }
 
 // The SuperSlab of a pointer known to be ours (a mask; no check at all).

@@ -314,6 +314,26 @@ TEST_F(SharedPool, IdleEmptySlabsAndCachedSuperSlabsAreDecommittedAfterTheDelay)
     }
 }
 
+// A slot of a released span, taken again as a slab of its own, is its own head again.
+TEST_F(SharedPool, HeadLookupFollowsSlotsFromSpanToSlab) {
+  ss_slab *head = sp_acquire_span(SS_SLABS_PER_SUPERSLAB - 1);  // every slot but slot 0
+  ASSERT_NE(head, nullptr);
+  ss_superslab *superslab = ss_slab_superslab(head);
+  char *last = (char *)sp_slab_base(head) + (SS_SLABS_PER_SUPERSLAB - 2) * SS_SLAB_SIZE + 8;
+  EXPECT_EQ(ss_registry_lookup_head(last), head);
+  EXPECT_EQ(ss_registry_lookup(last), &superslab->slabs[SS_SLABS_PER_SUPERSLAB - 1]);
+  sp_release_span(head);
+  std::vector<ss_slab *> slabs;
+  for (unsigned i = 0; i < SS_SLABS_PER_SUPERSLAB; i++) slabs.push_back(sp_acquire_slab(3));
+  for (ss_slab *slab : slabs) {
+    ASSERT_NE(slab, nullptr);
+    EXPECT_EQ(ss_registry_lookup_head((char *)sp_slab_base(slab) + 8), slab);
+  }
+  EXPECT_EQ(ss_registry_lookup_head(last), ss_registry_lookup(last));
+  for (ss_slab *slab : slabs) sp_release_slab(slab);
+  EXPECT_EQ(ss_registry_lookup_head((void *)1), nullptr);
+}
+
 TEST_F(SharedPool, SpansAreContiguousAndRecycled) {
   Counters counters;
   std::vector<ss_slab *> spans;
@@ -331,6 +351,7 @@ TEST_F(SharedPool, SpansAreContiguousAndRecycled) {
       ss_slab *part = ss_registry_lookup(base + (size_t)i * SS_SLAB_SIZE + 100);
       ASSERT_EQ(part, &superslab->slabs[head->index + i]);
       EXPECT_EQ(part->span_head, head->index);
+      EXPECT_EQ(ss_registry_lookup_head(base + (size_t)i * SS_SLAB_SIZE + 100), head);
       if (i) {
         EXPECT_EQ(part->span_slabs, 0u);
       }
