@@ -20,7 +20,10 @@ void hk_invalid_pointer(const char *call, const void *block) {
 }
 
 void *hk_realloc_move(void *block, size_t old_usable, size_t new_size) {
-  void *moved = hk_malloc_inline(new_size);
+  // A block growing past ACE_ARENA_MIN_SIZE goes to the huge arena, where it can go on growing and
+  // shrinking in place (ace_alloc_growable).
+  void *moved = new_size > old_usable && new_size > ACE_ARENA_MIN_SIZE ? ace_alloc_growable(new_size)
+                                                                       : hk_malloc_inline(new_size);
   if (!moved) return NULL;  // errno is ENOMEM; the old block stays valid
   memcpy(moved, block, old_usable < new_size ? old_usable : new_size);
   hk_free_inline(block, "realloc");

@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include "allocator/midlarge/ace.h"
+#include "allocator/superslab/registry.h"
 #include "gtest/gtest.h"
 
 namespace {
@@ -260,6 +262,40 @@ TEST(Fork, ChildOfAThreadedProgramCanAllocate) {
   }
   stop = true;
   for (auto &thread : threads) thread.join();
+}
+
+// realloc moves a block growing past ACE_ARENA_MIN_SIZE into the huge arena, where it grows and
+// shrinks without copies; malloc of the same size stays in a size class.
+TEST(Realloc, BlocksGrownPastTheArenaMinimumMoveToTheArena) {
+  void *plain = hakmem_malloc(200000);
+  EXPECT_NE(ss_registry_lookup(plain), nullptr) << "malloc of 200,000 B is a mid/large class block";
+  hakmem_free(plain);
+
+  ace_stats before, after;
+  ace_stats_get(&before);
+  void *block = hakmem_malloc(100000);
+  ASSERT_NE(ss_registry_lookup(block), nullptr);
+  Fill(block, 100000, 3);
+  block = hakmem_realloc(block, 200000);
+  ASSERT_NE(block, nullptr);
+  EXPECT_EQ(ss_registry_lookup(block), nullptr) << "grown by realloc: an arena block";
+  EXPECT_EQ(ace_huge_usable_size(block), 200704u) << "page-rounded, not a class size (229,376)";
+  ASSERT_TRUE(Holds(block, 100000, 3));
+  Fill(block, 200000, 4);
+  block = hakmem_realloc(block, 700000);
+  ASSERT_TRUE(Holds(block, 200000, 4));
+  Fill(block, 700000, 5);
+  ace_stats_get(&after);
+  EXPECT_EQ(after.arena_grows_in_place + after.arena_moves - before.arena_grows_in_place - before.arena_moves, 1u);
+  // Shrinking while above the minimum stays in place; below it, the block moves to a class.
+  void *same = hakmem_realloc(block, 300000);
+  EXPECT_EQ(same, block);
+  ASSERT_TRUE(Holds(same, 300000, 5));
+  void *small = hakmem_realloc(same, 100000);
+  ASSERT_NE(small, nullptr);
+  EXPECT_NE(ss_registry_lookup(small), nullptr);
+  ASSERT_TRUE(Holds(small, 100000, 5));
+  hakmem_free(small);
 }
 
 TEST(Stats, WritesJsonWithTheCounters) {

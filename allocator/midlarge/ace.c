@@ -59,6 +59,11 @@ void *ace_alloc_aligned(size_t alignment, size_t size) {
   return ace_huge_alloc(size, alignment);
 }
 
+void *ace_alloc_growable(size_t size) {
+  if (size > ACE_ARENA_MIN_SIZE) return ace_huge_alloc(size, 0);
+  return ace_alloc(size);
+}
+
 void *ace_resize(void *block, ss_slab *slab, size_t new_size) {
   if (!slab) return ace_huge_resize(block, new_size);
   size_t size = ace_slab_head(slab)->block_size;

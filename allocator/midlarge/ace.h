@@ -42,6 +42,7 @@ extern "C" {
 #define ACE_ARENA_REGION_MAX 32                     // regions at most (4 GiB of address space)
 #define ACE_ARENA_BLOCK_MAX ((size_t)32 << 20)      // larger huge blocks get their own mapping
 #define ACE_ARENA_MAX_ALIGNMENT ((size_t)1 << 20)   // larger alignments too
+#define ACE_ARENA_MIN_SIZE ((size_t)128 << 10)      // arena blocks are longer (see ace_alloc_growable)
 
 // A per-thread cache of free blocks of one class.
 typedef struct {
@@ -184,6 +185,13 @@ static inline void *ace_alloc(size_t size) {
   }
   return ace_alloc_refill(c);
 }
+
+// For a block that realloc grows (the front door's copy path): sizes above ACE_ARENA_MIN_SIZE
+// come from the huge arena, where the block's next growths (into the free space after it) and
+// shrinks (its tail back to the arena) need no copy and reuse resident pages; smaller sizes as
+// ace_alloc. Measured on realloc_grow: through the size classes every buffer left a resident block
+// in each large class it passed (peak RSS 58.4 MiB; 20.5 MiB with --max=512K, mimalloc 13.4).
+void *ace_alloc_growable(size_t size);
 
 // Zero-filled allocation; skips the memset for never-used blocks of known-zero slabs and for
 // fresh huge mappings.

@@ -185,7 +185,7 @@ static void *huge_alloc(size_t size, size_t alignment, int *fresh) {
     return NULL;
   }
   size_t length = hk_align_up(size, page);
-  if (size > ACE_HUGE_THRESHOLD && length <= ACE_ARENA_BLOCK_MAX && alignment <= ACE_ARENA_MAX_ALIGNMENT) {
+  if (size > ACE_ARENA_MIN_SIZE && length <= ACE_ARENA_BLOCK_MAX && alignment <= ACE_ARENA_MAX_ALIGNMENT) {
     void *block = NULL;
     int zeroed = 0;
     huge_lock();
@@ -314,8 +314,9 @@ size_t ace_huge_usable_size(const void *block) {
 
 // ---- Resize ------------------------------------------------------------------------------------
 // Both kinds of huge block share the decision (ace_huge_resize): a new size that still fits and is
-// a quarter of the block or more (or still huge) stays in place; a much smaller one returns NULL
-// so the front door copies into a mid block; a bigger one grows. Each kind trims and grows its
+// a quarter of the block or more (or still huge) stays in place, for an arena block only while it
+// stays above ACE_ARENA_MIN_SIZE; a much smaller one returns NULL so the front door copies into a
+// mid block; a bigger one grows. Each kind trims and grows its
 // own way below; the growers are called with the lock held and release it.
 
 // Arena blocks: below half the block, the tail goes back to the arena (no syscall), keeping
@@ -397,7 +398,9 @@ void *ace_huge_resize(void *block, size_t new_size) {
     return NULL;
   }
   size_t length = entry->length;
-  if (new_size <= length && (new_size >= length / 4 || new_size > ACE_HUGE_THRESHOLD)) {
+  // Arena blocks stay longer than ACE_ARENA_MIN_SIZE (the bound on the arena's span table).
+  int may_trim = !entry->in_arena || new_size > ACE_ARENA_MIN_SIZE;
+  if (new_size <= length && may_trim && (new_size >= length / 4 || new_size > ACE_HUGE_THRESHOLD)) {
     trim_tail(entry, block, new_size);
     huge_unlock();
     return block;

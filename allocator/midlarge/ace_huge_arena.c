@@ -20,7 +20,7 @@
 // spans are decommitted first); a free committed span idle HAKMEM_HUGE_CACHE_TTL_MS is
 // decommitted, and a region free as a whole for that long is unmapped.
 //
-// Capacity: every arena block is longer than ACE_HUGE_THRESHOLD (ace_huge.c routes only such
+// Capacity: every arena block is longer than ACE_ARENA_MIN_SIZE (ace_huge.c routes only such
 // sizes here and shrinks them no further), and every run is followed by a live block or by its
 // region's end, so runs <= live blocks + regions <= ARENA_SPAN_CAPACITY / 2. Spans of mixed
 // states could outnumber runs; when the table fills, runs are merged into single committed
@@ -49,7 +49,7 @@ typedef struct {
 } arena_span;
 
 #define ARENA_SPAN_CAPACITY \
-  (2 * ACE_ARENA_REGION_MAX * (ACE_ARENA_REGION_SIZE / (ACE_HUGE_THRESHOLD + 4096) + 1))
+  (2 * ACE_ARENA_REGION_MAX * (ACE_ARENA_REGION_SIZE / (ACE_ARENA_MIN_SIZE + 4096) + 1))
 #define ARENA_AGE_INTERVAL_MS 50  // TTL checks on alloc/free run at most this often
 
 static arena_span spans[ARENA_SPAN_CAPACITY];  // sorted by start; .bss, touched as used
