@@ -104,7 +104,7 @@ void hk_crash_report_describe(int fd, const void *address) {
   out_hex(&out, addr);
   out_text(&out, " is in SuperSlab ");
   out_hex(&out, (uintptr_t)superslab);
-  unsigned index = (unsigned)((addr >> SS_SLAB_SIZE_LOG2) & (SS_SLABS_PER_SUPERSLAB - 1));
+  unsigned index = ss_slot_index((const void *)addr);
   out_text(&out, ", slab ");
   out_decimal(&out, index);
   if (addr - (uintptr_t)superslab < SS_HEADER_SIZE) {

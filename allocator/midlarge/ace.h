@@ -201,13 +201,11 @@ void *ace_calloc(size_t size);
 // blocks are naturally aligned serve alignments up to 4 KiB; larger ones get a huge mapping.
 void *ace_alloc_aligned(size_t alignment, size_t size);
 
-// True for a slab or span slot whose head ACE holds (its head word is set).
-static inline int ace_owns_slab(const ss_slab *slab) {
-  return ace_slab_head((ss_slab *)slab)->user_tag != 0;
-}
-
-// True for a slab or span head (ss_registry_lookup_head) that ACE holds.
+// True for a slab or span head (ss_registry_lookup_head) that ACE holds: its head word is set.
 static inline int ace_owns_head(const ss_slab *head) { return head->user_tag != 0; }
+
+// True for a slab or span slot whose head ACE holds.
+static inline int ace_owns_slab(const ss_slab *slab) { return ace_owns_head(ace_slab_head((ss_slab *)slab)); }
 
 // Frees `block` (head = ss_registry_lookup_head(block), one ACE owns). An interior or stale
 // pointer reports "<call>(): invalid pointer ..." and aborts.

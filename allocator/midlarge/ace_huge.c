@@ -316,8 +316,8 @@ size_t ace_huge_usable_size(const void *block) {
 // Both kinds of huge block share the decision (ace_huge_resize): a new size that still fits and is
 // a quarter of the block or more (or still huge) stays in place, for an arena block only while it
 // stays above ACE_ARENA_MIN_SIZE; a much smaller one returns NULL so the front door copies into a
-// mid block; a bigger one grows. Each kind trims and grows its
-// own way below; the growers are called with the lock held and release it.
+// mid block; a bigger one grows. Each kind trims and grows its own way below; the growers are
+// called with the lock held and release it.
 
 // Arena blocks: below half the block, the tail goes back to the arena (no syscall), keeping
 // 1/8 of the new size as room. Own mappings: below a quarter, the tail is unmapped with mremap,

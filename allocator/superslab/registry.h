@@ -94,13 +94,18 @@ static inline ss_superslab *ss_registry_find(const void *pointer) {
   return __atomic_load_n(&leaf[index & (SS_REGISTRY_LEAF_ENTRIES - 1)], __ATOMIC_ACQUIRE);
 }
 
+// The index (0..31) of the slot holding `pointer` within its SuperSlab.
+static inline unsigned ss_slot_index(const void *pointer) {
+  return (unsigned)(((uintptr_t)pointer >> SS_SLAB_SIZE_LOG2) & (SS_SLABS_PER_SUPERSLAB - 1));
+}
+
 // The metadata of the slab owning `pointer`, or NULL when the address is not in a mapped
 // SuperSlab. An address in the header page gives slab 0 (callers that care compare with
 // ss_slab_base). The SuperSlab is ss_from_pointer_unchecked(result).
 static inline ss_slab *ss_registry_lookup(const void *pointer) {
   ss_superslab *superslab = ss_registry_find(pointer);
   if (!superslab) return NULL;
-  return &superslab->slabs[((uintptr_t)pointer >> SS_SLAB_SIZE_LOG2) & (SS_SLABS_PER_SUPERSLAB - 1)];
+  return &superslab->slabs[ss_slot_index(pointer)];
 }
 
 // The metadata of the slab, or the head of the span, that holds `pointer`; NULL like
@@ -108,7 +113,7 @@ static inline ss_slab *ss_registry_lookup(const void *pointer) {
 static inline ss_slab *ss_registry_lookup_head(const void *pointer) {
   ss_superslab *superslab = ss_registry_find(pointer);
   if (!superslab) return NULL;
-  return &superslab->slabs[superslab->slab_heads[((uintptr_t)pointer >> SS_SLAB_SIZE_LOG2) & (SS_SLABS_PER_SUPERSLAB - 1)]];
+  return &superslab->slabs[superslab->slab_heads[ss_slot_index(pointer)]];
 }
 
 // The SuperSlab of a pointer known to be ours (a mask; no check at all).
@@ -118,8 +123,7 @@ static inline ss_superslab *ss_from_pointer_unchecked(const void *pointer) {
 
 // The slab metadata of a pointer known to be ours (a mask and a shift; no check at all).
 static inline ss_slab *ss_slab_from_pointer_unchecked(const void *pointer) {
-  return &ss_from_pointer_unchecked(pointer)
-              ->slabs[((uintptr_t)pointer >> SS_SLAB_SIZE_LOG2) & (SS_SLABS_PER_SUPERSLAB - 1)];
+  return &ss_from_pointer_unchecked(pointer)->slabs[ss_slot_index(pointer)];
 }
 
 // The SuperSlab a slab's metadata belongs to.

@@ -8,12 +8,11 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <fstream>
-#include <set>
-#include <sstream>
-#include <string>
 #include <chrono>
+#include <fstream>
 #include <iostream>
+#include <set>
+#include <string>
 #include <thread>
 #include <vector>
 

@@ -96,7 +96,7 @@ static inline int tiny_is_block_start(const void *block, const ss_slab *slab) {
   // page in slot 0: derived from the address, with no load. A pointer into the header page
   // gives a huge offset and fails the range check.
   uintptr_t address = (uintptr_t)block;
-  uintptr_t slot_index = (address >> SS_SLAB_SIZE_LOG2) & (SS_SLABS_PER_SUPERSLAB - 1);
+  uintptr_t slot_index = ss_slot_index(block);
   uintptr_t data_start = (address & ~(uintptr_t)(SS_SLAB_SIZE - 1)) + (slot_index == 0 ? SS_HEADER_SIZE : 0);
   uint64_t offset = (uint64_t)(address - data_start);
   if (offset >= (uint64_t)slab->capacity * slab->block_size) return 0;
