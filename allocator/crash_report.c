@@ -161,7 +161,8 @@ void hk_crash_report_describe(int fd, const void *address) {
     out_text(&out, "never handed out (beyond the carve position): a wild or stale pointer\n");
   } else {
     int local = list_contains(slab, slab->free_list, data_start, data_end, block);
-    int remote = list_contains(slab, __atomic_load_n(&slab->remote_free, __ATOMIC_ACQUIRE), data_start, data_end, block);
+    int remote = list_contains(slab, ss_remote_list(__atomic_load_n(&slab->remote_free, __ATOMIC_ACQUIRE)), data_start,
+                               data_end, block);
     if (local == 1 || remote == 1) {
       out_text(&out, local == 1 ? "FREE (on the slab's free list)" : "FREE (on the slab's remote-free list)");
       out_text(&out, ": likely a use after free\n");

@@ -156,15 +156,16 @@ static size_t release_slab(unsigned c, ss_slab *head) {
 static uint32_t collect_remote(ss_slab *head) {
   if (!__atomic_load_n(&head->remote_free, __ATOMIC_RELAXED)) return 0;  // cheap emptiness check
   // Acquire pairs with the pushers' release CAS: every block's link word is visible.
-  void *list = __atomic_exchange_n(&head->remote_free, NULL, __ATOMIC_ACQUIRE);
-  uint32_t count = 0;
-  void *tail = NULL;
-  for (void *block = list; block; block = ace_next(block)) tail = block, count++;
-  if (tail) {
+  uint64_t word = __atomic_exchange_n(&head->remote_free, 0, __ATOMIC_ACQUIRE);
+  void *list = ss_remote_list(word);
+  uint32_t count = ss_remote_count(word);
+  if (head->free_list) {
+    void *tail = list;
+    while (ace_next(tail)) tail = ace_next(tail);
     hk_link_set(tail, head->free_list);
-    head->free_list = list;
-    head->used -= count;
   }
+  head->free_list = list;
+  head->used -= count;
   return count;
 }
 
@@ -338,11 +339,13 @@ size_t ace_flush_class(unsigned c) {
 }
 
 static void push_remote(ss_slab *head, void *block) {
-  void *top = __atomic_load_n(&head->remote_free, __ATOMIC_RELAXED);
+  uint64_t top = __atomic_load_n(&head->remote_free, __ATOMIC_RELAXED);
+  uint64_t pushed;
   do {
-    hk_link_set(block, top);
+    hk_link_set(block, ss_remote_list(top));
+    pushed = ss_remote_word(block, ss_remote_count(top) + 1);
     // Release: the owner's acquire exchange then sees this block's link word.
-  } while (!__atomic_compare_exchange_n(&head->remote_free, &top, block, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+  } while (!__atomic_compare_exchange_n(&head->remote_free, &top, pushed, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 }
 
 // A free into a slab whose owner exited: under the list lock, return the block and collect the

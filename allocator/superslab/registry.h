@@ -45,8 +45,10 @@ extern "C" {
 // `zeroed` and resets the others on every acquisition; then the slab's user owns the fields.
 typedef struct ss_slab {
   void *free_list;       // owner-only: local free list of blocks
-  void *remote_free;     // atomic: other threads push freed blocks with a release CAS; the owner
-                         // takes the whole list with an acquire exchange; emptiness checks relaxed
+  uint64_t remote_free;  // atomic: the blocks other threads freed, as a list and its length in one
+                         // word (ss_remote_word). Pushers swap in a longer list with a release CAS;
+                         // the owner takes the word with an acquire exchange, so it gets the length
+                         // without walking the list; emptiness checks relaxed
   uint64_t owner;        // atomic: owner thread id, 0 when unowned (CAS by the user layer)
   uint32_t used;         // owner-only: blocks handed out
   uint32_t capacity;     // blocks the slab holds (set by the user layer)
@@ -64,6 +66,17 @@ typedef struct ss_slab {
 } __attribute__((aligned(64))) ss_slab;
 
 #define SS_KIND_SPAN 0xFFFFu
+
+// The remote-free word: the first block of the list (bits 0-47: user addresses have 47 bits) and
+// the number of blocks on it (bits 48-63; a slab or span never holds 65,536 blocks). 0 is empty.
+#define SS_REMOTE_COUNT_SHIFT 48
+static inline uint64_t ss_remote_word(void *list, uint32_t count) {
+  return (uint64_t)(uintptr_t)list | (uint64_t)count << SS_REMOTE_COUNT_SHIFT;
+}
+static inline void *ss_remote_list(uint64_t word) {
+  return (void *)(uintptr_t)(word & (((uint64_t)1 << SS_REMOTE_COUNT_SHIFT) - 1));
+}
+static inline uint32_t ss_remote_count(uint64_t word) { return (uint32_t)(word >> SS_REMOTE_COUNT_SHIFT); }
 
 // The SuperSlab header, at the SuperSlab's first byte.
 typedef struct ss_superslab {

@@ -150,4 +150,16 @@ TEST(Registry, LookupsRaceSafelyWithRegistration) {
   ss_superslab_unmap(stable);
 }
 
+TEST(Registry, RemoteFreeWordHoldsTheListAndItsLength) {
+  alignas(16) static char block[16];
+  uint64_t word = ss_remote_word(block, 4095);
+  EXPECT_EQ(ss_remote_list(word), static_cast<void *>(block));
+  EXPECT_EQ(ss_remote_count(word), 4095u);
+  void *highest = reinterpret_cast<void *>((uintptr_t{1} << 47) - 16);
+  word = ss_remote_word(highest, 65535);
+  EXPECT_EQ(ss_remote_list(word), highest);
+  EXPECT_EQ(ss_remote_count(word), 65535u);
+  EXPECT_EQ(ss_remote_word(nullptr, 0), 0u);
+}
+
 }  // namespace

@@ -141,7 +141,7 @@ static ss_slab *sp_finish(uint32_t dir_id, unsigned first, unsigned count, uint3
   for (unsigned i = first; i < first + count; i++) {
     ss_slab *slab = &superslab->slabs[i];
     slab->free_list = NULL;
-    __atomic_store_n(&slab->remote_free, NULL, __ATOMIC_RELAXED);
+    __atomic_store_n(&slab->remote_free, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&slab->owner, 0, __ATOMIC_RELAXED);
     slab->used = 0;
     slab->capacity = 0;

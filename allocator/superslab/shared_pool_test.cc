@@ -100,7 +100,7 @@ TEST_F(SharedPool, SlabsAreFreshUsableAndFoundByTheRegistry) {
     EXPECT_EQ(slab->owner, 0u);
     EXPECT_EQ(slab->used, 0u);
     EXPECT_EQ(slab->free_list, nullptr);
-    EXPECT_EQ(slab->remote_free, nullptr);
+    EXPECT_EQ(slab->remote_free, 0u);
     EXPECT_TRUE(sp_slab_is_zeroed(slab));
     char *base = (char *)sp_slab_base(slab);
     size_t size = sp_slab_usable_size(slab);

@@ -241,6 +241,57 @@ TEST(Tiny, SlabEmptiedByRemoteFreesReturnsToThePool) {
   EXPECT_EQ(tiny_abandoned_count(class_index), 0u);
 }
 
+// Blocks other threads freed come back to the owner's bin in one refill, all of them, even past
+// the bin's capacity: the refill takes the slab's remote list with its length instead of walking it.
+TEST(Tiny, RemoteFreesReturnToTheOwnerBinInOneRefill) {
+  const size_t size = 1024;
+  const unsigned class_index = tiny_size_to_class(size);
+  const uint32_t bin_capacity = 16384 / size;  // see bin_capacity() in tiny.c
+  std::thread([&] {
+    // Allocate until some slab has handed every block to us; those are the ones to free.
+    std::map<ss_slab *, std::vector<void *>> by_slab;
+    std::vector<void *> blocks;
+    while (blocks.empty()) {
+      void *block = tiny_alloc(size);
+      Fill(block, size, 5);
+      ss_slab *slab = ss_registry_lookup(block);
+      by_slab[slab].push_back(block);
+      if (by_slab[slab].size() == slab->capacity) blocks = by_slab[slab];
+    }
+    std::thread([&] {  // frees the slab's blocks remotely; its exit pushes the batched chains
+      for (void *block : blocks) {
+        ASSERT_TRUE(Verify(block, size, 5));
+        Free(block);
+      }
+    }).join();
+    // Use up what the bin still holds, then one refill: it brings the current slab's blocks back.
+    tiny_class_stats before = Totals(class_index);
+    std::vector<void *> again;
+    tiny_class_stats now = before;
+    while (now.refills == before.refills) {
+      again.push_back(tiny_alloc(size));
+      now = Totals(class_index);
+    }
+    EXPECT_EQ(now.refills - before.refills, 1u);
+    EXPECT_GT(now.blocks_refilled - before.blocks_refilled, bin_capacity);
+    EXPECT_GE(now.remote_collected - before.remote_collected, now.blocks_refilled - before.blocks_refilled);
+    // Those blocks are handed out with no further refill, each once.
+    uint64_t brought = now.blocks_refilled - before.blocks_refilled;
+    for (uint64_t i = 1; i < brought; i++) again.push_back(tiny_alloc(size));
+    EXPECT_EQ(Totals(class_index).refills, now.refills);
+    std::sort(again.begin(), again.end());
+    EXPECT_EQ(std::adjacent_find(again.begin(), again.end()), again.end());
+    for (void *block : again) Fill(block, size, 6);
+    for (void *block : again) {
+      EXPECT_TRUE(Verify(block, size, 6));
+      Free(block);
+    }
+    for (auto &entry : by_slab)
+      if (entry.second != blocks)
+        for (void *block : entry.second) Free(block);
+  }).join();
+}
+
 long ResidentKiB() {
   long pages = 0, resident = 0;
   FILE *file = fopen("/proc/self/statm", "r");
