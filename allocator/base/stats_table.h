@@ -18,7 +18,6 @@
   X(SS_MAPPED, "ss.mapped", "SuperSlabs mapped (new mappings)")                             \
   X(SS_UNMAPPED, "ss.unmapped", "SuperSlabs unmapped")                                      \
   X(SS_LIVE, "ss.live", "SuperSlabs mapped now, cached ones included (gauge)")              \
-  X(SS_REGISTRY_LEAVES, "ss.registry_leaves", "registry leaf tables mapped")                \
   X(SS_CACHE_PUSHES, "ss.cache_pushes", "fully free SuperSlabs put in the LRU cache")       \
   X(SS_CACHE_HITS, "ss.cache_hits", "SuperSlabs taken back from the LRU cache")             \
   X(SS_CACHE_COUNT, "ss.cache_count", "SuperSlabs in the LRU cache now (gauge)")            \

@@ -17,7 +17,7 @@ _Static_assert(sizeof(ss_slab) == HK_CACHE_LINE, "one cache line per slab");
 _Static_assert(sizeof(ss_superslab) <= SS_HEADER_SIZE, "the header fits in its page");
 _Static_assert(SS_SLABS_PER_SUPERSLAB == 32, "slot masks are 32-bit");
 
-ss_superslab **ss_registry_top[SS_REGISTRY_TOP_ENTRIES];
+uint64_t ss_registry_bits[SS_REGISTRY_WORDS];
 ss_dir_entry *ss_directory;
 uint32_t ss_directory_high_water;
 
@@ -41,32 +41,25 @@ int ss_decommit_zeroes(void) { return strcmp(hk_config_string(HK_OPT_OS_DECOMMIT
 
 // ---- Registry -----------------------------------------------------------------------------
 
-// The leaf for registry index `index`, mapped on first need. Racing creators both map one; the
-// loser of the CAS gives its own back. Leaves are never unmapped, so readers need no protection.
-static ss_superslab **registry_leaf(uintptr_t index) {
-  ss_superslab ***slot = &ss_registry_top[index >> SS_REGISTRY_LEAF_BITS];
-  ss_superslab **leaf = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-  if (leaf) return leaf;
-  size_t bytes = SS_REGISTRY_LEAF_ENTRIES * sizeof(ss_superslab *);
-  ss_superslab **fresh = hk_os_reserve_aligned(bytes, 0, HK_OS_RESERVE_DEFAULT);
-  if (!fresh) return NULL;
-  // Release: a reader that loads the leaf pointer sees its zero-filled pages (mmap gives zeros;
-  // the fence is for the formal model and for TSan).
-  if (__atomic_compare_exchange_n(slot, &leaf, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-    hk_stat_add(HK_STAT_SS_REGISTRY_LEAVES, 1);
-    return fresh;
+// Sets (`present`) or clears the SuperSlab's registry bit. Release: a lookup that sees the bit set
+// (acquire) sees the initialised header. An RMW, since neighbours' bits share the word.
+static void registry_set(ss_superslab *superslab, int present) {
+  // Before the first write: where transparent huge pages are on for every mapping ("always"),
+  // setting one bit could otherwise fault in 2 MiB of the 8 MiB array.
+  static int huge_pages_refused;
+  if (!__atomic_load_n(&huge_pages_refused, __ATOMIC_ACQUIRE) && !__atomic_exchange_n(&huge_pages_refused, 1, __ATOMIC_ACQ_REL)) {
+    size_t page = hk_os_page_size();
+    uintptr_t start = ((uintptr_t)ss_registry_bits + page - 1) & ~(uintptr_t)(page - 1);
+    uintptr_t end = ((uintptr_t)ss_registry_bits + sizeof ss_registry_bits) & ~(uintptr_t)(page - 1);
+    hk_os_hugepage_withdraw((void *)start, end - start);
   }
-  hk_os_release(fresh, bytes);
-  return leaf;
-}
-
-static int registry_set(ss_superslab *superslab, ss_superslab *value) {
   uintptr_t index = (uintptr_t)superslab >> SS_SIZE_LOG2;
-  ss_superslab **leaf = registry_leaf(index);
-  if (!leaf) return -1;
-  // Release: lookups that see the entry (acquire) see the initialised header.
-  __atomic_store_n(&leaf[index & (SS_REGISTRY_LEAF_ENTRIES - 1)], value, __ATOMIC_RELEASE);
-  return 0;
+  uint64_t bit = (uint64_t)1 << (index & 63);
+  if (present) {
+    __atomic_fetch_or(&ss_registry_bits[index >> 6], bit, __ATOMIC_RELEASE);
+  } else {
+    __atomic_fetch_and(&ss_registry_bits[index >> 6], ~bit, __ATOMIC_RELEASE);
+  }
 }
 
 // ---- Directory ----------------------------------------------------------------------------
@@ -145,13 +138,7 @@ ss_superslab *ss_superslab_map(void) {
                 (SS_KIND_SPAN << SS_SLOT_KIND_SHIFT);
     } while (!__atomic_compare_exchange_n(word, &old, desired, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
   }
-  if (registry_set(superslab, superslab) != 0) {
-    int saved = errno;
-    hk_os_release(superslab, SS_SIZE);
-    ss_stack_push(&free_ids_head, stack_link, id);
-    errno = saved ? saved : ENOMEM;
-    return NULL;
-  }
+  registry_set(superslab, 1);
   // Release: whoever loads the directory entry sees the header and the words above.
   __atomic_store_n(&entry->superslab, superslab, __ATOMIC_RELEASE);
   hk_stat_add(HK_STAT_SS_MAPPED, 1);
@@ -175,7 +162,7 @@ void ss_superslab_unmap(ss_superslab *superslab) {
   }
   // Deregister before unmapping: a lookup after this point misses instead of reading unmapped
   // memory. (Valid pointers into this SuperSlab cannot exist: every slot is held by the caller.)
-  registry_set(superslab, NULL);
+  registry_set(superslab, 0);
   __atomic_store_n(&entry->superslab, NULL, __ATOMIC_RELEASE);
   superslab->magic = 0;
   hk_os_release(superslab, SS_SIZE);

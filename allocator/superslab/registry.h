@@ -5,10 +5,10 @@
 // line per slab (ss_slab). Slab 0 therefore starts 4 KiB in and has 60 KiB of usable space; every
 // other slab has 64 KiB. See docs/superslab.md for the layout and the reasons for the sizes.
 //
-// The registry is a two-level table indexed by `address >> 21` covering the 47-bit user address
-// space: a static top-level array of pointers to leaf arrays mapped lazily through hk_os. An entry
-// is the SuperSlab's address while it is mapped, NULL otherwise. ss_registry_lookup is two
-// dependent loads and a range check: no lock, no syscall, safe for any pointer value.
+// The registry is a bitmap with one bit per 2 MiB of the 47-bit user address space (8 MiB of BSS,
+// touched only where SuperSlabs live): bit `address >> 21` is set while a SuperSlab is mapped
+// there. ss_registry_lookup is a range check, one load and a bit test: no lock, no syscall, safe
+// for any pointer value; the SuperSlab's address is the pointer's, masked.
 //
 // This layer also keeps the LRU cache of fully free SuperSlabs (bounded by HAKMEM_SS_CACHE_*,
 // decommitted after HAKMEM_SS_DECOMMIT_DELAY_MS, unmapped past the bounds). The shared pool
@@ -33,12 +33,10 @@ extern "C" {
 #define SS_HEADER_SIZE ((size_t)4096)  // header page at the start of slab 0
 #define SS_MAGIC UINT64_C(0x48414b4d53535342)  // "HAKMSSSB"
 
-// Registry geometry: 47-bit user addresses >> 21 = 26 bits of SuperSlab index.
+// Registry geometry: 47-bit user addresses >> 21 = 26 bits of SuperSlab index, one bit each.
 #define SS_REGISTRY_ADDRESS_BITS 47
 #define SS_REGISTRY_INDEX_BITS (SS_REGISTRY_ADDRESS_BITS - SS_SIZE_LOG2)  // 26
-#define SS_REGISTRY_LEAF_BITS 13                                           // 8192 entries, 64 KiB
-#define SS_REGISTRY_TOP_ENTRIES ((size_t)1 << (SS_REGISTRY_INDEX_BITS - SS_REGISTRY_LEAF_BITS))
-#define SS_REGISTRY_LEAF_ENTRIES ((size_t)1 << SS_REGISTRY_LEAF_BITS)
+#define SS_REGISTRY_WORDS ((size_t)1 << (SS_REGISTRY_INDEX_BITS - 6))      // 1 Mi words, 8 MiB
 
 // The metadata of one slab: one cache line, so the owner's hot fields share a line and two slabs
 // (possibly two owners) never share one. The pool writes `kind`, `span_slabs`, `span_head`,
@@ -91,20 +89,24 @@ typedef struct ss_superslab {
   ss_slab slabs[SS_SLABS_PER_SUPERSLAB];
 } ss_superslab;
 
-// The registry tables. Entries are written with release stores and read with acquire loads;
-// leaves are never unmapped. Use the functions below, not these.
-extern ss_superslab **ss_registry_top[SS_REGISTRY_TOP_ENTRIES];
+// The registry: bit i is set while the SuperSlab at address i << 21 is mapped and ours. 8 MiB of
+// BSS, of which only the pages covering the SuperSlabs' addresses are ever touched (one 4 KiB page
+// covers 64 GiB of address space). Bits are set with release RMWs once the header is initialised
+// and cleared before the SuperSlab is unmapped; lookups read them with acquire loads. Use the
+// functions below, not this.
+extern uint64_t ss_registry_bits[SS_REGISTRY_WORDS];
 
 // The SuperSlab containing `pointer` when it is one of ours and mapped, else NULL. Any value is
-// safe (NULL, 1, UINTPTR_MAX, non-canonical addresses): it reads only the registry tables.
+// safe (NULL, 1, UINTPTR_MAX, non-canonical addresses): it reads only the registry bits. The
+// SuperSlab's address is the pointer's, masked, so a caller's load of its header does not wait
+// for the bit's load (only a predicted branch does).
 static inline ss_superslab *ss_registry_find(const void *pointer) {
   uintptr_t index = (uintptr_t)pointer >> SS_SIZE_LOG2;
   if (__builtin_expect(index >= ((uintptr_t)1 << SS_REGISTRY_INDEX_BITS), 0)) return NULL;
-  // Acquire on both loads: pairs with the release stores that published the leaf and the entry,
-  // so the caller sees the leaf zero-filled and the SuperSlab header initialised.
-  ss_superslab **leaf = __atomic_load_n(&ss_registry_top[index >> SS_REGISTRY_LEAF_BITS], __ATOMIC_ACQUIRE);
-  if (!leaf) return NULL;
-  return __atomic_load_n(&leaf[index & (SS_REGISTRY_LEAF_ENTRIES - 1)], __ATOMIC_ACQUIRE);
+  // Acquire: pairs with the release that set the bit, so the caller sees the header initialised.
+  uint64_t word = __atomic_load_n(&ss_registry_bits[index >> 6], __ATOMIC_ACQUIRE);
+  if (!((word >> (index & 63)) & 1)) return NULL;
+  return (ss_superslab *)(index << SS_SIZE_LOG2);
 }
 
 // The index (0..31) of the slot holding `pointer` within its SuperSlab.
