@@ -241,6 +241,32 @@ TEST(Tiny, SlabEmptiedByRemoteFreesReturnsToThePool) {
   EXPECT_EQ(tiny_abandoned_count(class_index), 0u);
 }
 
+// A thread's refills of a class start small and double: a thread that allocates a few blocks
+// does not take (and at exit give back) half a bin.
+TEST(Tiny, RefillsStartSmallAndDouble) {
+  const size_t size = 48;
+  const unsigned class_index = tiny_size_to_class(size);
+  std::thread([&] {
+    std::vector<void *> blocks;
+    std::vector<uint64_t> batches;  // blocks each refill brought
+    tiny_class_stats last = Totals(class_index);
+    for (int i = 0; i < 100; i++) {
+      blocks.push_back(tiny_alloc(size));
+      tiny_class_stats now = Totals(class_index);
+      if (now.refills != last.refills) batches.push_back(now.blocks_refilled - last.blocks_refilled);
+      last = now;
+    }
+    ASSERT_GE(batches.size(), 4u);
+    EXPECT_LE(batches[0], 4u);
+    EXPECT_LE(batches[1], 8u);
+    EXPECT_LE(batches[2], 16u);
+    uint64_t brought = 0;
+    for (uint64_t batch : batches) brought += batch;
+    EXPECT_LT(brought, 100u + 64);  // the last batch is at most 64: far less than half a bin (128)
+    for (void *block : blocks) Free(block);
+  }).join();
+}
+
 // Blocks other threads freed come back to the owner's bin in one refill, all of them, even past
 // the bin's capacity: the refill takes the slab's remote list with its length instead of walking it.
 TEST(Tiny, RemoteFreesReturnToTheOwnerBinInOneRefill) {
