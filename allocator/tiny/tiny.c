@@ -170,15 +170,15 @@ static uint32_t collect_remote(unsigned class_index, ss_slab *slab) {
   return count;
 }
 
-// Moves up to `want` free blocks of `slab` into `bin`: local free list, remote frees, carving.
+// Moves free blocks of `slab` into `bin`: the whole remote list when the bin and the local list
+// are empty, else up to `want` from the local free list, remote frees and carving.
 static uint32_t take_blocks(unsigned class_index, ss_slab *slab, tiny_bin *bin, uint32_t want) {
   if (!bin->head && !slab->free_list) {
-    // Blocks freed by other threads go to the empty bin as they are, without a walk: the blocks
-    // were last written by the freeing thread, so walking them here would wait on one cache
-    // miss after another (xthread: a quarter of the producer's time). They stay counted in
-    // `used` (out of the slab) all along.
-    // All of them, even past the bin's capacity (at most a slab's worth): cutting the list
-    // would walk it. A free by this thread into an over-full bin flushes half of it.
+    // Blocks freed by other threads go to the empty bin as they are, all of them (at most a
+    // slab's worth, even past the bin's capacity): cutting the list would mean walking it, and
+    // the blocks were last written by the freeing thread, so a walk waits on one cache miss
+    // after another (xthread: a quarter of the producer's time). They stay counted in `used`
+    // (out of the slab) all along. A free by this thread into an over-full bin flushes half.
     uint64_t word = take_remote(slab);
     uint32_t count = ss_remote_count(word);
     if (count) {
