@@ -41,21 +41,24 @@ int ss_decommit_zeroes(void) { return strcmp(hk_config_string(HK_OPT_OS_DECOMMIT
 
 // ---- Registry -----------------------------------------------------------------------------
 
+// Marks the registry array MADV_NOHUGEPAGE, once, before its first write: where transparent huge
+// pages are on for every mapping ("always"), setting one bit could otherwise fault in 2 MiB of it.
+static void registry_refuse_huge_pages(void) {
+  static int done;
+  if (__atomic_load_n(&done, __ATOMIC_ACQUIRE) || __atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL)) return;
+  size_t page = hk_os_page_size();
+  uintptr_t start = ((uintptr_t)ss_registry_bits + page - 1) & ~(uintptr_t)(page - 1);
+  uintptr_t end = ((uintptr_t)ss_registry_bits + sizeof ss_registry_bits) & ~(uintptr_t)(page - 1);
+  hk_os_hugepage_withdraw((void *)start, end - start);
+}
+
 // Sets (`present`) or clears the SuperSlab's registry bit. Release: a lookup that sees the bit set
 // (acquire) sees the initialised header. An RMW, since neighbours' bits share the word.
 static void registry_set(ss_superslab *superslab, int present) {
-  // Before the first write: where transparent huge pages are on for every mapping ("always"),
-  // setting one bit could otherwise fault in 2 MiB of the 8 MiB array.
-  static int huge_pages_refused;
-  if (!__atomic_load_n(&huge_pages_refused, __ATOMIC_ACQUIRE) && !__atomic_exchange_n(&huge_pages_refused, 1, __ATOMIC_ACQ_REL)) {
-    size_t page = hk_os_page_size();
-    uintptr_t start = ((uintptr_t)ss_registry_bits + page - 1) & ~(uintptr_t)(page - 1);
-    uintptr_t end = ((uintptr_t)ss_registry_bits + sizeof ss_registry_bits) & ~(uintptr_t)(page - 1);
-    hk_os_hugepage_withdraw((void *)start, end - start);
-  }
   uintptr_t index = (uintptr_t)superslab >> SS_SIZE_LOG2;
   uint64_t bit = (uint64_t)1 << (index & 63);
   if (present) {
+    registry_refuse_huge_pages();
     __atomic_fetch_or(&ss_registry_bits[index >> 6], bit, __ATOMIC_RELEASE);
   } else {
     __atomic_fetch_and(&ss_registry_bits[index >> 6], ~bit, __ATOMIC_RELEASE);
