@@ -315,6 +315,11 @@ void ace_arena_free(void *block, size_t length, uint64_t now) {
   ace_arena_age(now, 0);
 }
 
+void ace_arena_free_emptied(void *block, size_t length, uint64_t now) {
+  add_free((uintptr_t)block, length, now, 0, 1);
+  ace_arena_age(now, 0);
+}
+
 size_t ace_arena_grow_in_place(void *block, size_t length, size_t needed, size_t wanted) {
   uintptr_t end = (uintptr_t)block + length;
   if (is_region_boundary(end)) return 0;

@@ -96,6 +96,8 @@ void ace_mid_postfork(void);
 void *ace_arena_alloc(size_t length, size_t alignment, uint64_t now_ms, int *zeroed);
 // Gives an arena block (or the tail of one) back; its pages stay committed within the bounds.
 void ace_arena_free(void *block, size_t length, uint64_t now_ms);
+// Gives back an arena block whose pages were moved away (hk_os_move_pages): free, decommitted, zero.
+void ace_arena_free_emptied(void *block, size_t length, uint64_t now_ms);
 // Extends the arena block [block, block + length) into the free space right after it: to
 // `wanted` bytes when there is room, else to at least `needed`. The new length, or 0.
 size_t ace_arena_grow_in_place(void *block, size_t length, size_t needed, size_t wanted);

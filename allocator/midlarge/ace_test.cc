@@ -590,6 +590,37 @@ TEST(AceArena, ReallocGrowsInPlaceElseMovesWithItsData) {
   EXPECT_EQ(ace_huge_free(next), 1);
 }
 
+// Growing past ACE_ARENA_BLOCK_MAX moves the block to its own mapping with its pages: the data
+// arrives, and the arena gets the old range back with no resident page (a copy would leave 24 MiB
+// resident there until the TTL).
+TEST(AceArena, GrowthPastTheArenaTakesThePagesAlong) {
+  ace_trim(1);
+  const size_t size = 24 << 20;
+  void *block = ace_alloc(size);
+  ASSERT_NE(block, nullptr);
+  Fill(block, size, 9);
+  ace_stats before = Stats();
+  size_t rss = RssBytes();
+  void *moved = ace_resize(block, nullptr, 40 << 20);
+  ASSERT_NE(moved, nullptr);
+  EXPECT_NE(moved, block);
+  EXPECT_GE(ace_huge_usable_size(moved), size_t{40} << 20);
+  EXPECT_TRUE(Verify(moved, size, 9));
+  ace_stats after = Stats();
+  EXPECT_EQ(after.arena_moves - before.arena_moves, 1u);
+  EXPECT_EQ(ace_huge_free(block), 0);  // the old block is gone
+  // Moved, not copied: no new page was faulted in and the arena holds none of the old ones.
+  EXPECT_EQ(after.arena_free_committed_bytes, before.arena_free_committed_bytes);
+  EXPECT_LT(RssBytes(), rss + (size_t{4} << 20));
+  EXPECT_EQ(after.huge_remaps - before.huge_remaps, 1u);
+  // The arena's range reads as zero when it is carved again.
+  unsigned char *again = static_cast<unsigned char *>(ace_calloc(size));
+  ASSERT_NE(again, nullptr);
+  for (size_t i = 0; i < size; i += 4096) ASSERT_EQ(again[i], 0) << i;
+  EXPECT_EQ(ace_huge_free(again), 1);
+  EXPECT_EQ(ace_huge_free(moved), 1);
+}
+
 TEST(AceArena, CallocOverReusedPagesIsZero) {
   ace_trim(1);
   const size_t size = 3 << 20;

@@ -14,6 +14,9 @@
 #ifndef MADV_FREE
 #define MADV_FREE 8
 #endif
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4
+#endif
 
 static size_t cached_page_size;
 
@@ -179,5 +182,17 @@ void *hk_os_remap(void *address, size_t old_size, size_t new_size, int may_move)
     hk_stat_sub(HK_STAT_OS_BYTES_RESERVED, old_size - new_size);
     hk_stat_sub(HK_STAT_OS_BYTES_COMMITTED, old_size - new_size);
   }
+  return result;
+}
+
+void *hk_os_move_pages(void *address, size_t size, void *destination) {
+  size = hk_align_up(size, hk_os_page_size());
+  int flags = MREMAP_MAYMOVE | MREMAP_DONTUNMAP | (destination ? MREMAP_FIXED : 0);
+  hk_stat_add(HK_STAT_OS_MREMAP_CALLS, 1);
+  void *result = mremap(address, size, size, flags, destination);
+  if (result == MAP_FAILED) return NULL;
+  // Committed bytes move with the pages (the old range decommitted, the destination committed),
+  // so that gauge does not change; a new mapping adds reserved bytes.
+  if (!destination) hk_stat_add(HK_STAT_OS_BYTES_RESERVED, size);
   return result;
 }

@@ -71,6 +71,13 @@ int hk_os_hugepage_withdraw(void *address, size_t size);
 // `may_move`; the contents are kept without copying. The new address, or NULL with errno.
 void *hk_os_remap(void *address, size_t old_size, size_t new_size, int may_move);
 
+// Moves the pages of [address, address + size) (page-aligned, within one mapping) without copying
+// (mremap with MREMAP_DONTUNMAP): to [destination, destination + size), a range the caller owns
+// and whose pages this replaces, or with a NULL destination to a new mapping the kernel places.
+// The old range stays mapped and now reads as zero; the gauges count it decommitted and the
+// destination committed. The new address, or NULL with errno (EINVAL on kernels before 5.7).
+void *hk_os_move_pages(void *address, size_t size, void *destination);
+
 #ifdef __cplusplus
 }
 #endif

@@ -222,6 +222,40 @@ TEST(Os, RemapGrowsAndShrinksKeepingContents) {
   ASSERT_EQ(hk_os_release(r, 64 << 10), 0);
 }
 
+// A range moved out of the middle of a mapping: the contents arrive without a copy (the new pages
+// are the old ones), the old range stays mapped, reads as zero and holds no pages.
+TEST(Os, MovePagesTakesThePagesAndLeavesZeros) {
+  const size_t kSize = 3 << 20, kMoved = 1 << 20;
+  char *p = static_cast<char *>(hk_os_reserve_aligned(kSize, 0, 0));
+  ASSERT_NE(p, nullptr);
+  for (size_t i = 0; i < kSize; i += 4096) p[i] = static_cast<char>(1 + (i >> 12));
+  uint64_t reserved = hk_stat_get(HK_STAT_OS_BYTES_RESERVED), committed = hk_stat_get(HK_STAT_OS_BYTES_COMMITTED);
+  char *q = static_cast<char *>(hk_os_move_pages(p + kMoved, kMoved, nullptr));
+  if (q == nullptr && errno == EINVAL) GTEST_SKIP() << "kernel without MREMAP_DONTUNMAP";
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(hk_stat_get(HK_STAT_OS_BYTES_RESERVED) - reserved, kMoved);
+  EXPECT_EQ(hk_stat_get(HK_STAT_OS_BYTES_COMMITTED), committed);
+  EXPECT_EQ(ResidentPages(p + kMoved, kMoved), 0u);
+  for (size_t i = 0; i < kMoved; i += 4096) {
+    ASSERT_EQ(q[i], static_cast<char>(1 + ((kMoved + i) >> 12)));
+    ASSERT_EQ(p[kMoved + i], 0);
+  }
+  EXPECT_EQ(p[0], 1);
+  EXPECT_EQ(p[2 * kMoved], static_cast<char>(1 + ((2 * kMoved) >> 12)));
+  // Back to where they came from: the destination's zero pages are replaced, the source empties.
+  ASSERT_EQ(hk_os_move_pages(q, kMoved, p + kMoved), p + kMoved);
+  EXPECT_EQ(hk_stat_get(HK_STAT_OS_BYTES_COMMITTED), committed);
+  for (size_t i = 0; i < kMoved; i += 4096) ASSERT_EQ(p[kMoved + i], static_cast<char>(1 + ((kMoved + i) >> 12)));
+  EXPECT_EQ(ResidentPages(q, kMoved), 0u);
+  EXPECT_EQ(q[0], 0);
+  q[0] = 7;  // an emptied range is usable again
+  EXPECT_EQ(q[0], 7);
+  hk_os_commit(q, kMoved);  // hk_os_release's contract: the range counts committed
+  ASSERT_EQ(hk_os_release(q, kMoved), 0);
+  ASSERT_EQ(hk_os_release(p, kSize), 0);
+  EXPECT_EQ(hk_stat_get(HK_STAT_OS_BYTES_RESERVED), reserved - kSize);
+}
+
 // Eight threads reserve, decommit and release; every counter must add up exactly.
 TEST(Os, CountersStayExactUnderEightThreads) {
   hk_stats_snapshot before, after;
