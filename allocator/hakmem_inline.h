@@ -36,14 +36,19 @@ HK_ALWAYS_INLINE void *hk_malloc_inline(size_t size) {
 // Frees `block` on behalf of API function `call` (named in the message for a bad pointer).
 HK_ALWAYS_INLINE void hk_free_inline(void *block, const char *call) {
   if (HK_UNLIKELY(block == NULL)) return;
-  // The head, not the slot: for a block in a span's later slot, the slot's own metadata line
-  // would be one more cache miss (free's costliest load in mid_large_mt).
-  ss_slab *head = ss_registry_lookup_head(block);
-  if (HK_LIKELY(head != NULL)) {
-    if (HK_LIKELY(tiny_owns_slab(head))) {  // tiny slabs are never spans: head is the slot
-      tiny_free(block, head, call);
+  ss_superslab *superslab = ss_registry_find(block);
+  if (HK_LIKELY(superslab != NULL)) {
+    unsigned index = ss_slot_index(block);
+    unsigned head_byte = superslab->slab_heads[index];
+    // A tiny slab is flagged in the header byte and is never a span, so its metadata is the
+    // slot's own: that address comes from the pointer, and its loads need not wait for the byte.
+    if (HK_LIKELY(head_byte & SS_HEAD_SMALL_KIND)) {
+      tiny_free(block, &superslab->slabs[index], call);
       return;
     }
+    // The head, not the slot: for a block in a span's later slot, the slot's own metadata line
+    // would be one more cache miss (free's costliest load in mid_large_mt).
+    ss_slab *head = &superslab->slabs[head_byte & SS_HEAD_INDEX_MASK];
     if (HK_LIKELY(ace_owns_head(head))) {
       ace_free(block, head, call);
       return;

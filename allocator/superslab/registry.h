@@ -65,6 +65,12 @@ typedef struct ss_slab {
 
 #define SS_KIND_SPAN 0xFFFFu
 
+// Kinds below this (the tiny front's classes) are flagged in the header's slab_heads bytes, so
+// that free can route their blocks from the header line alone (see ss_superslab.slab_heads).
+#define SS_SMALL_KINDS 20u
+#define SS_HEAD_INDEX_MASK 0x1Fu   // slab_heads[i] & this: the index of the slot's span head
+#define SS_HEAD_SMALL_KIND 0x80u   // slab_heads[i] & this: the slot's kind is below SS_SMALL_KINDS
+
 // The remote-free word: the first block of the list (bits 0-47: user addresses have 47 bits) and
 // the number of blocks on it (bits 48-63; a slab or span never holds 65,536 blocks). 0 is empty.
 #define SS_REMOTE_COUNT_SHIFT 48
@@ -81,9 +87,11 @@ typedef struct ss_superslab {
   uint64_t magic;    // SS_MAGIC while mapped
   uint32_t id;       // directory id (pool bookkeeping lives in a directory indexed by it)
   uint32_t reserved0;
-  // slab_heads[i] == slabs[i].span_head (written together by the pool). On the header's first
-  // line, which all 32 slabs share and so is usually cached, so that finding a block's head
-  // (ss_registry_lookup_head) reads no other line than the head's own.
+  // slab_heads[i] == slabs[i].span_head | (SS_HEAD_SMALL_KIND if slabs[i].kind < SS_SMALL_KINDS),
+  // written with the kind by the pool. On the header's first line, which all 32 slabs share and
+  // so is usually cached, so that finding a block's head (ss_registry_lookup_head) reads no other
+  // line than the head's own, and a small kind's slab (never a span) is known before its
+  // metadata line arrives.
   uint8_t slab_heads[SS_SLABS_PER_SUPERSLAB];
   char padding[16];  // slabs[] starts on its own cache line
   ss_slab slabs[SS_SLABS_PER_SUPERSLAB];
@@ -106,6 +114,9 @@ static inline ss_superslab *ss_registry_find(const void *pointer) {
   // Acquire: pairs with the release that set the bit, so the caller sees the header initialised.
   uint64_t word = __atomic_load_n(&ss_registry_bits[index >> 6], __ATOMIC_ACQUIRE);
   if (!((word >> (index & 63)) & 1)) return NULL;
+  // No SuperSlab lies at address 0 (the kernel never maps page 0): the caller's NULL test of the
+  // result compiles away.
+  if (index == 0) __builtin_unreachable();
   return (ss_superslab *)(index << SS_SIZE_LOG2);
 }
 
@@ -128,7 +139,7 @@ static inline ss_slab *ss_registry_lookup(const void *pointer) {
 static inline ss_slab *ss_registry_lookup_head(const void *pointer) {
   ss_superslab *superslab = ss_registry_find(pointer);
   if (!superslab) return NULL;
-  return &superslab->slabs[superslab->slab_heads[ss_slot_index(pointer)]];
+  return &superslab->slabs[superslab->slab_heads[ss_slot_index(pointer)] & SS_HEAD_INDEX_MASK];
 }
 
 // The SuperSlab of a pointer known to be ours (a mask; no check at all).

@@ -152,7 +152,7 @@ static ss_slab *sp_finish(uint32_t dir_id, unsigned first, unsigned count, uint3
     slab->kind = (uint16_t)kind;
     slab->span_slabs = (uint8_t)(i == first ? count : 0);
     slab->span_head = (uint8_t)first;
-    superslab->slab_heads[i] = (uint8_t)first;
+    superslab->slab_heads[i] = (uint8_t)(first | (kind < SS_SMALL_KINDS ? SS_HEAD_SMALL_KIND : 0));
     slab->zeroed = (uint8_t)zeroed;
   }
   __atomic_add_fetch(&entry->active, count, __ATOMIC_ACQ_REL);

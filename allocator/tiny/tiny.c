@@ -220,6 +220,10 @@ static uint32_t take_blocks(unsigned class_index, ss_slab *slab, tiny_bin *bin, 
   return got;
 }
 
+// The front door's free routes a block here by the header's SS_HEAD_SMALL_KIND flag: exactly
+// the tiny classes' kinds (the class indexes) must carry it.
+_Static_assert(TINY_CLASS_COUNT == SS_SMALL_KINDS, "tiny kinds are the SuperSlab's small kinds");
+
 static void init_new_slab(unsigned class_index, ss_slab *slab) {
   uint32_t size = tiny_class_size[class_index];
   slab->block_size = size;
@@ -227,6 +231,9 @@ static void init_new_slab(unsigned class_index, ss_slab *slab) {
   slab->carve = 0;
   slab->used = 0;
   slab->free_list = NULL;
+  uint32_t first_offset = (uint32_t)((uintptr_t)ss_slab_base(slab) & (SS_SLAB_SIZE - 1));
+  slab->user_tag = tiny_slab_geometry(tiny_class_reciprocal[class_index], first_offset,
+                                      (slab->capacity - 1) * size);
   ss_slab_list_set_links(slab, 0, 0);
   // Relaxed: other threads reach this slab only through blocks we hand out, and handing a block
   // to another thread is itself a synchronising operation of the program.

@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "allocator/base/freelist.h"
 #include "allocator/superslab/registry.h"
@@ -89,18 +90,33 @@ static inline void *tiny_alloc_class(unsigned class_index) {
 // Allocates a block of at least `size` bytes (size <= TINY_MAX_SIZE), or NULL with ENOMEM.
 static inline void *tiny_alloc(size_t size) { return tiny_alloc_class(tiny_size_to_class(size)); }
 
+// A tiny slab's geometry, in its `user_tag` word (set when the slab is given a class; 0, which no
+// pointer passes, until then): the class's 32-bit reciprocal (bits 0-31), the offset of the first
+// block within the 64 KiB slot (bits 32-47: 4096 in slot 0, after the header page, else 0) and
+// the last block's distance from the first (bits 48-63). One load gives free's block-start check
+// all it needs.
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "tiny_is_block_start reads the geometry word's fields at little-endian byte offsets"
+#endif
+static inline uint64_t tiny_slab_geometry(uint32_t reciprocal, uint32_t first_offset, uint32_t last_distance) {
+  return (uint64_t)reciprocal | (uint64_t)first_offset << 32 | (uint64_t)last_distance << 48;
+}
+
 // True when `block` is the start of a block of `slab` (a tiny slab): in range and on a block
 // boundary, checked with a multiply by the class's reciprocal instead of a division.
 static inline int tiny_is_block_start(const void *block, const ss_slab *slab) {
-  // A tiny slab is one slot, so its data starts at the block's 64 KiB slot, after the header
-  // page in slot 0: derived from the address, with no load. A pointer into the header page
-  // gives a huge offset and fails the range check.
-  uintptr_t address = (uintptr_t)block;
-  uintptr_t slot_index = ss_slot_index(block);
-  uintptr_t data_start = (address & ~(uintptr_t)(SS_SLAB_SIZE - 1)) + (slot_index == 0 ? SS_HEADER_SIZE : 0);
-  uint64_t offset = (uint64_t)(address - data_start);
-  if (offset >= (uint64_t)slab->capacity * slab->block_size) return 0;
-  uint64_t reciprocal = tiny_class_reciprocal[slab->kind];
+  // A tiny slab is one slot, so the block's offset in it is the address's low 16 bits. A pointer
+  // into the header page (slot 0) wraps to a huge offset and fails the range check.
+  // The three fields are read as three narrow loads (memcpy: no aliasing question; the byte
+  // offsets are the word's little-endian layout), not as one word and shifts: fewer instructions.
+  const char *geometry = (const char *)&slab->user_tag;
+  uint32_t reciprocal;
+  uint16_t first_offset, last_distance;
+  memcpy(&reciprocal, geometry, 4);
+  memcpy(&first_offset, geometry + 4, 2);
+  memcpy(&last_distance, geometry + 6, 2);
+  uint32_t offset = (uint32_t)(uint16_t)(uintptr_t)block - first_offset;
+  if (offset > last_distance) return 0;
   return offset * reciprocal < reciprocal;
 }
 

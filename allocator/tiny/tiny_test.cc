@@ -63,6 +63,29 @@ TEST(TinySizeClasses, EverySizeFitsAndWasteIsBounded) {
   }
 }
 
+// Every byte of a slab, in slot 0 (after the header page) and in a later slot, for every class:
+// only block starts pass, checked against a division.
+TEST(TinySizeClasses, BlockStartCheckIsExactForEveryOffset) {
+  for (unsigned slot : {0u, 5u}) {
+    ss_slab slab = {};
+    slab.index = static_cast<uint8_t>(slot);
+    uint32_t first = slot == 0 ? SS_HEADER_SIZE : 0;
+    for (unsigned c = 0; c < TINY_CLASS_COUNT; c++) {
+      uint32_t size = tiny_class_size[c];
+      uint32_t capacity = (SS_SLAB_SIZE - first) / size;
+      slab.user_tag = tiny_slab_geometry(tiny_class_reciprocal[c], first, (capacity - 1) * size);
+      uintptr_t slot_start = (uintptr_t{1} << 40) + uintptr_t{slot} * SS_SLAB_SIZE;
+      for (uint32_t offset = 0; offset < SS_SLAB_SIZE; offset++) {
+        bool expected = offset >= first && (offset - first) % size == 0 && (offset - first) / size < capacity;
+        ASSERT_EQ(tiny_is_block_start(reinterpret_cast<void *>(slot_start + offset), &slab), expected)
+            << "class " << c << " slot " << slot << " offset " << offset;
+      }
+    }
+    slab.user_tag = 0;  // a slab the tiny front has not set up: nothing passes
+    EXPECT_FALSE(tiny_is_block_start(reinterpret_cast<void *>((uintptr_t{1} << 40) + first), &slab));
+  }
+}
+
 TEST(Tiny, AllocFreePatternsKeepData) {
   std::mt19937 random(42);
   std::vector<std::pair<void *, size_t>> live;
