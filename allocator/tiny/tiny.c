@@ -118,11 +118,11 @@ static void create_exit_key(void) {
 }
 
 // Bin capacity per class: more blocks for small classes (cheap to hold), fewer for large ones, so
-// a bin holds at most ~16 KiB. Measured: see docs/tiny.md.
+// a bin holds at most ~32 KiB. Measured: see docs/tiny.md.
 static uint32_t bin_capacity(unsigned class_index) {
-  uint32_t capacity = 16384u / tiny_class_size[class_index];
+  uint32_t capacity = 32768u / tiny_class_size[class_index];
   if (capacity > 256) capacity = 256;
-  if (capacity < 16) capacity = 16;
+  if (capacity < 32) capacity = 32;
   return capacity;
 }
 

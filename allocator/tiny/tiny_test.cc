@@ -295,8 +295,12 @@ TEST(Tiny, RefillsStartSmallAndDouble) {
 TEST(Tiny, RemoteFreesReturnToTheOwnerBinInOneRefill) {
   const size_t size = 1024;
   const unsigned class_index = tiny_size_to_class(size);
-  const uint32_t bin_capacity = 16384 / size;  // see bin_capacity() in tiny.c
   std::thread([&] {
+    const uint32_t bin_capacity = [&] {  // the thread's bin exists once it has allocated
+      Free(tiny_alloc(size));
+      return tiny_thread.bins[class_index].capacity;
+    }();
+    ASSERT_GT(bin_capacity, 0u);
     // Allocate until some slab has handed every block to us; those are the ones to free.
     std::map<ss_slab *, std::vector<void *>> by_slab;
     std::vector<void *> blocks;
