@@ -19,6 +19,10 @@ void hk_invalid_pointer(const char *call, const void *block) {
   hk_report_invalid_pointer(call, "invalid pointer", block);
 }
 
+void hk_free_outside_superslabs(void *block, const char *call) {
+  if (!ace_huge_free(block)) hk_invalid_pointer(call, block);
+}
+
 void *hk_realloc_move(void *block, size_t old_usable, size_t new_size) {
   // A block growing past ACE_ARENA_MIN_SIZE goes to the huge arena, where it can go on growing and
   // shrinking in place (ace_alloc_growable).

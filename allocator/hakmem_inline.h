@@ -27,6 +27,9 @@
 // Out of line (hakmem.c): slow and rare paths.
 void *hk_realloc_move(void *block, size_t old_usable, size_t new_size);
 __attribute__((noreturn, cold)) void hk_invalid_pointer(const char *call, const void *block);
+// free of a block in no SuperSlab: a huge block, else an invalid pointer. Out of line and reached
+// by a tail call, so that free's fast paths keep nothing in callee-saved registers.
+void hk_free_outside_superslabs(void *block, const char *call);
 
 HK_ALWAYS_INLINE void *hk_malloc_inline(size_t size) {
   if (HK_LIKELY(size <= TINY_MAX_SIZE)) return tiny_alloc(size);
@@ -55,7 +58,7 @@ HK_ALWAYS_INLINE void hk_free_inline(void *block, const char *call) {
     }
     hk_invalid_pointer(call, block);
   }
-  if (!ace_huge_free(block)) hk_invalid_pointer(call, block);
+  hk_free_outside_superslabs(block, call);
 }
 
 HK_ALWAYS_INLINE void *hk_calloc_inline(size_t count, size_t size) {
