@@ -417,6 +417,21 @@ def format_ratio(ratio):
     return "–" if ratio is None else "%.2f×" % ratio
 
 
+def paired_speed_ratio(workload, cell, reference_cell):
+    """Speed relative to the reference, paired: the median over repetitions of the ratio within each
+    repetition (both ran in it, back to back). On a VM whose speed swings from one run to the next
+    (bimodal cells, whole-run drifts) this cancels most of the swing, which independent medians keep.
+    Falls back to the ratio of the medians when the repetitions do not pair up."""
+    if cell.failure or reference_cell.failure:
+        return None
+    if len(cell.runs) != len(reference_cell.runs) or not cell.runs:
+        return speed_ratio(workload, cell.value, reference_cell.value)
+    ratios = [speed_ratio(workload, r.value, ref.value) for r, ref in zip(cell.runs, reference_cell.runs)]
+    if any(ratio is None for ratio in ratios):
+        return speed_ratio(workload, cell.value, reference_cell.value)
+    return median(ratios)
+
+
 class Report:
     def __init__(self, workloads, allocators, cells, reference, reference_note):
         self.workloads = workloads
@@ -425,17 +440,20 @@ class Report:
         self.reference = reference
         self.reference_note = reference_note
 
+    def speed_ratio(self, workload, allocator_name):
+        cells = self.cells[workload.name]
+        return paired_speed_ratio(workload, cells[allocator_name], cells[self.reference])
+
     def throughput_rows(self):
         rows, ratios = [], {a.name: [] for a in self.allocators}
         for w in self.workloads:
-            ref_value = self.cells[w.name][self.reference].value
             row = [w.name, "ops/s" if w.metric == "ops_per_sec" else "time"]
             for a in self.allocators:
                 cell = self.cells[w.name][a.name]
                 if cell.failure:
                     row.append(cell.failure.status)
                     continue
-                ratio = speed_ratio(w, cell.value, ref_value)
+                ratio = self.speed_ratio(w, a.name)
                 if ratio:
                     ratios[a.name].append(ratio)
                 row.append("%s (%s)" % (format_value(w, cell.value), format_ratio(ratio)))
@@ -497,7 +515,10 @@ def write_outputs(out_dir, report, options, notes, syscalls, started, elapsed, f
     md.append("")
     md.append("## Throughput (ops/s; real programs: wall time)")
     md.append("")
-    md.append("Ratio = speed relative to %s: above 1.00× is faster, for ops/s and wall time alike." % ref)
+    md.append("Value = median of the repetitions. Ratio = speed relative to %s, paired: the median over"
+              " repetitions of the ratio between the two runs of the same repetition (this VM's speed swings"
+              " from run to run; pairing cancels most of it). Above 1.00× is faster, for ops/s and wall time"
+              " alike." % ref)
     md.append("")
     md.append(markdown_table(["workload", "metric"] + names, report.throughput_rows()))
     md.append("")
@@ -552,7 +573,7 @@ def write_outputs(out_dir, report, options, notes, syscalls, started, elapsed, f
             for a in report.allocators:
                 cell = report.cells[w.name][a.name]
                 failure = cell.failure
-                ratio = speed_ratio(w, cell.value, ref_cell.value)
+                ratio = report.speed_ratio(w, a.name)
                 rss_ratio = (cell.rss_kib / ref_cell.rss_kib
                              if cell.rss_kib and ref_cell.rss_kib else None)
                 writer.writerow([
@@ -629,7 +650,7 @@ def svg_chart(report):
                 cell = report.cells[w.name][a.name]
                 by = y + j * bar
                 if kind == "speed":
-                    ratio = speed_ratio(w, cell.value, ref_cell.value)
+                    ratio = report.speed_ratio(w, a.name)
                 else:
                     ratio = cell.rss_kib / ref_cell.rss_kib if cell.rss_kib and ref_cell.rss_kib else None
                 if ratio is None:
