@@ -51,7 +51,7 @@ HK_ALWAYS_INLINE void hk_free_inline(void *block, const char *call) {
     }
     // The head, not the slot: for a block in a span's later slot, the slot's own metadata line
     // would be one more cache miss (free's costliest load in mid_large_mt).
-    ss_slab *head = &superslab->slabs[head_byte & SS_HEAD_INDEX_MASK];
+    ss_slab *head = ss_head_from_byte(superslab, head_byte);
     if (HK_LIKELY(ace_owns_head(head))) {
       ace_free(block, head, call);
       return;

@@ -319,6 +319,11 @@ size_t ace_huge_usable_size(const void *block) {
 // mid block; a bigger one grows. Each kind trims and grows its own way below; the growers are
 // called with the lock held and release it.
 
+// The length an own mapping gets when resized to `new_size`: half the size again as room, so that
+// a buffer that shrinks and grows again, or grows in steps, costs few mremaps (the room is address
+// space only until it is written).
+static size_t own_mapping_length(size_t new_size) { return hk_align_up(new_size + new_size / 2, hk_os_page_size()); }
+
 // Arena blocks: below half the block, the tail goes back to the arena (no syscall), keeping
 // 1/8 of the new size as room. Own mappings: below a quarter, the tail is unmapped with mremap,
 // keeping half the new size as room (a buffer that shrinks and grows again pays nothing).
@@ -333,7 +338,7 @@ static void trim_tail(huge_entry *entry, void *block, size_t new_size) {
     }
     return;
   }
-  size_t keep = hk_align_up(new_size + new_size / 2, page);
+  size_t keep = own_mapping_length(new_size);
   if (new_size < length / 4 && keep < length && hk_os_remap(block, length, keep, 0)) {
     hk_stat_add(HK_STAT_ACE_HUGE_REMAPS, 1);
     live_bytes -= length - keep;
@@ -358,7 +363,7 @@ static void *arena_move_out(void *block, size_t new_size) {
     errno = saved_errno;
     return NULL;
   }
-  size_t grown = hk_align_up(new_size + new_size / 2, page);  // an own mapping's slack (mapping_grow)
+  size_t grown = own_mapping_length(new_size);
   void *resized = hk_os_remap(moved, length, grown, 1);
   if (!resized) resized = hk_os_remap(moved, length, grown = hk_align_up(new_size, page), 1);
   if (!resized) {
@@ -419,7 +424,7 @@ static void *arena_grow(huge_entry *entry, void *block, size_t new_size) {
 static void *mapping_grow(huge_entry *entry, void *block, size_t new_size) {
   size_t page = hk_os_page_size();
   size_t length = entry->length, alignment = entry->alignment;
-  size_t grown = hk_align_up(new_size + new_size / 2, page);
+  size_t grown = own_mapping_length(new_size);
   table_remove(entry);
   huge_unlock();
   void *moved = hk_os_remap(block, length, grown, alignment <= page);

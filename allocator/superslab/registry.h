@@ -134,12 +134,17 @@ static inline ss_slab *ss_registry_lookup(const void *pointer) {
   return &superslab->slabs[ss_slot_index(pointer)];
 }
 
+// The slab or span head that a slab_heads byte of `superslab` names (the flag bits masked off).
+static inline ss_slab *ss_head_from_byte(ss_superslab *superslab, unsigned head_byte) {
+  return &superslab->slabs[head_byte & SS_HEAD_INDEX_MASK];
+}
+
 // The metadata of the slab, or the head of the span, that holds `pointer`; NULL like
 // ss_registry_lookup. Equal to ss_registry_lookup(pointer) except inside a span's later slots.
 static inline ss_slab *ss_registry_lookup_head(const void *pointer) {
   ss_superslab *superslab = ss_registry_find(pointer);
   if (!superslab) return NULL;
-  return &superslab->slabs[superslab->slab_heads[ss_slot_index(pointer)] & SS_HEAD_INDEX_MASK];
+  return ss_head_from_byte(superslab, superslab->slab_heads[ss_slot_index(pointer)]);
 }
 
 // The SuperSlab of a pointer known to be ours (a mask; no check at all).
