@@ -19,6 +19,8 @@ void hk_invalid_pointer(const char *call, const void *block) {
   hk_report_invalid_pointer(call, "invalid pointer", block);
 }
 
+void hk_free_unheld_slot(void *block, const char *call) { hk_invalid_pointer(call, block); }
+
 void hk_free_outside_superslabs(void *block, const char *call) {
   if (!ace_huge_free(block)) hk_invalid_pointer(call, block);
 }

@@ -30,6 +30,9 @@ __attribute__((noreturn, cold)) void hk_invalid_pointer(const char *call, const 
 // free of a block in no SuperSlab: a huge block, else an invalid pointer. Out of line and reached
 // by a tail call, so that free's fast paths keep nothing in callee-saved registers.
 void hk_free_outside_superslabs(void *block, const char *call);
+// free of a pointer into a SuperSlab slot that no layer holds: reports and aborts. Not declared
+// noreturn, so that free reaches it by a tail jump too (see tiny_invalid_free).
+__attribute__((cold)) void hk_free_unheld_slot(void *block, const char *call);
 
 HK_ALWAYS_INLINE void *hk_malloc_inline(size_t size) {
   if (HK_LIKELY(size <= TINY_MAX_SIZE)) return tiny_alloc(size);
@@ -46,7 +49,7 @@ HK_ALWAYS_INLINE void hk_free_inline(void *block, const char *call) {
     // A tiny slab is flagged in the header byte and is never a span, so its metadata is the
     // slot's own: that address comes from the pointer, and its loads need not wait for the byte.
     if (HK_LIKELY(head_byte & SS_HEAD_SMALL_KIND)) {
-      tiny_free(block, &superslab->slabs[index], call);
+      tiny_free(block, ss_slab_at(superslab, index), call);
       return;
     }
     // The head, not the slot: for a block in a span's later slot, the slot's own metadata line
@@ -56,7 +59,8 @@ HK_ALWAYS_INLINE void hk_free_inline(void *block, const char *call) {
       ace_free(block, head, call);
       return;
     }
-    hk_invalid_pointer(call, block);
+    hk_free_unheld_slot(block, call);
+    return;
   }
   hk_free_outside_superslabs(block, call);
 }

@@ -206,6 +206,23 @@ TEST(FreeDeathTest, ForeignAndInteriorPointersAbortWithAMessage) {
   hakmem_free(huge);
 }
 
+// A pointer into a SuperSlab slot that no layer holds (free goes through its own reporting call
+// there, reached by a tail jump).
+TEST(FreeDeathTest, PointerIntoAnUnheldSlotAbortsWithAMessage) {
+  void *tiny = hakmem_malloc(64);
+  ss_superslab *superslab = ss_registry_find(tiny);
+  ASSERT_NE(superslab, nullptr);
+  char *unheld = nullptr;
+  for (unsigned i = 1; i < SS_SLABS_PER_SUPERSLAB && !unheld; i++) {
+    unsigned head_byte = superslab->slab_heads[i];
+    if (!(head_byte & SS_HEAD_SMALL_KIND) && !ace_owns_head(ss_head_from_byte(superslab, head_byte)))
+      unheld = reinterpret_cast<char *>(superslab) + (size_t{i} << SS_SLAB_SIZE_LOG2);
+  }
+  ASSERT_NE(unheld, nullptr) << "a fresh SuperSlab has free slots";
+  EXPECT_DEATH(hakmem_free(unheld + 64), "hakmem: free\\(\\): invalid pointer 0x");
+  hakmem_free(tiny);
+}
+
 TEST(MallocTrim, ReturnsFreedMemory) {
   std::vector<void *> blocks;
   for (int i = 0; i < 200; i++) blocks.push_back(hakmem_malloc(200000));

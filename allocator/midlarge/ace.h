@@ -126,8 +126,10 @@ static inline size_t ace_class_size(unsigned c) { return (size_t)ACE_CLASS_SIZE(
 void *ace_alloc_refill(unsigned class_index);
 void ace_free_slow(void *block, ss_slab *head);
 void *ace_huge_alloc(size_t size, size_t alignment);
-__attribute__((noreturn, cold)) void ace_invalid_free(void *block, const char *call);
-__attribute__((noreturn, cold)) void ace_double_free(void *block, const char *call);
+// Report the bad pointer and abort. Not declared noreturn: free reaches them by a tail jump, so its
+// fast path needs no stack frame (gcc makes a noreturn call a real call, with the stack aligned).
+__attribute__((cold)) void ace_invalid_free(void *block, const char *call);
+__attribute__((cold)) void ace_double_free(void *block, const char *call);
 __attribute__((noreturn, cold)) void ace_corrupted_list(const void *block);
 
 // The next free block after `block` (hardened build: decoded, and checked to be one of ours).
@@ -212,8 +214,14 @@ static inline int ace_owns_slab(const ss_slab *slab) { return ace_owns_head(ace_
 static inline void ace_free(void *block, ss_slab *head, const char *call) {
   uint64_t word = head->user_tag;
   unsigned c = ace_head_class(word);
-  if (__builtin_expect(!ace_is_block_start(block, head, word, c), 0)) ace_invalid_free(block, call);
-  if (HK_HARDENED && __builtin_expect(hk_block_is_marked_free(block), 0)) ace_double_free(block, call);
+  if (__builtin_expect(!ace_is_block_start(block, head, word, c), 0)) {
+    ace_invalid_free(block, call);
+    return;
+  }
+  if (HK_HARDENED && __builtin_expect(hk_block_is_marked_free(block), 0)) {
+    ace_double_free(block, call);
+    return;
+  }
   hk_block_mark_free(block);
   ace_bin *bin = &ace_thread.bins[c];
   // Relaxed: only this thread ever stores its own id, so equality is stable; any other value

@@ -125,18 +125,25 @@ static inline unsigned ss_slot_index(const void *pointer) {
   return (unsigned)(((uintptr_t)pointer >> SS_SLAB_SIZE_LOG2) & (SS_SLABS_PER_SUPERSLAB - 1));
 }
 
+// The metadata of slot `index` (0..31) of `superslab`. Written as byte arithmetic, not
+// &slabs[index]: with the latter gcc built free's metadata address twice, from index and from
+// index + 1 (five instructions where one shift does).
+static inline ss_slab *ss_slab_at(ss_superslab *superslab, unsigned index) {
+  return (ss_slab *)((char *)superslab->slabs + (uintptr_t)index * sizeof(ss_slab));
+}
+
 // The metadata of the slab owning `pointer`, or NULL when the address is not in a mapped
 // SuperSlab. An address in the header page gives slab 0 (callers that care compare with
 // ss_slab_base). The SuperSlab is ss_from_pointer_unchecked(result).
 static inline ss_slab *ss_registry_lookup(const void *pointer) {
   ss_superslab *superslab = ss_registry_find(pointer);
   if (!superslab) return NULL;
-  return &superslab->slabs[ss_slot_index(pointer)];
+  return ss_slab_at(superslab, ss_slot_index(pointer));
 }
 
 // The slab or span head that a slab_heads byte of `superslab` names (the flag bits masked off).
 static inline ss_slab *ss_head_from_byte(ss_superslab *superslab, unsigned head_byte) {
-  return &superslab->slabs[head_byte & SS_HEAD_INDEX_MASK];
+  return ss_slab_at(superslab, head_byte & SS_HEAD_INDEX_MASK);
 }
 
 // The metadata of the slab, or the head of the span, that holds `pointer`; NULL like

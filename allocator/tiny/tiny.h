@@ -61,8 +61,10 @@ typedef struct {
 // Out-of-line paths (tiny.c).
 void *tiny_alloc_refill(unsigned class_index);
 void tiny_free_slow(void *block, ss_slab *slab);
-__attribute__((noreturn, cold)) void tiny_invalid_free(void *block, const char *call);
-__attribute__((noreturn, cold)) void tiny_double_free(void *block, const char *call);
+// Report the bad pointer and abort. Not declared noreturn: free reaches them by a tail jump, so its
+// fast path needs no stack frame (gcc makes a noreturn call a real call, with the stack aligned).
+__attribute__((cold)) void tiny_invalid_free(void *block, const char *call);
+__attribute__((cold)) void tiny_double_free(void *block, const char *call);
 __attribute__((noreturn, cold)) void tiny_corrupted_list(const void *block);
 
 // The next free block after `block` (hardened build: decoded, and checked to be one of ours).
@@ -90,41 +92,56 @@ static inline void *tiny_alloc_class(unsigned class_index) {
 // Allocates a block of at least `size` bytes (size <= TINY_MAX_SIZE), or NULL with ENOMEM.
 static inline void *tiny_alloc(size_t size) { return tiny_alloc_class(tiny_size_to_class(size)); }
 
+// The block-start check's key for a block `offset` bytes past the slab's first block: the low
+// 32 bits of offset * reciprocal (tiny_class_reciprocal). For an offset below 2^16 that is a
+// multiple of the size it is the block's index times (size * reciprocal - 2^32), which lies in
+// 1 .. size, so the keys of the slab's block starts rise with the index and the last block's is
+// below 2^16; every other offset's key is at least the reciprocal (>= 2^22). An offset before the
+// first block (slot 0's header page) wraps to 2^32 - 4096 or more and also gets a large key. So
+// a pointer is a block start exactly when its key is below the last block's + 1 (tested for
+// every class and every offset of slot 0 and of a later slot; the largest such end is 65,521).
+static inline uint32_t tiny_block_start_key(uint32_t offset, uint32_t reciprocal) { return offset * reciprocal; }
+
 // A tiny slab's geometry, in its `user_tag` word (set when the slab is given a class; 0, which no
-// pointer passes, until then): the class's 32-bit reciprocal (bits 0-31), the offset of the first
-// block within the 64 KiB slot (bits 32-47: 4096 in slot 0, after the header page, else 0) and
-// the last block's distance from the first (bits 48-63). One load gives free's block-start check
-// all it needs.
+// pointer passes, until then): the class's reciprocal (bits 0-31), the offset of the first block
+// within the 64 KiB slot (bits 32-47: 4096 in slot 0, after the header page, else 0) and the end
+// of the keys, the last block's key + 1 (bits 48-63). One load gives free's block-start check all
+// it needs.
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "tiny_is_block_start reads the geometry word's fields at little-endian byte offsets"
 #endif
 static inline uint64_t tiny_slab_geometry(uint32_t reciprocal, uint32_t first_offset, uint32_t last_distance) {
-  return (uint64_t)reciprocal | (uint64_t)first_offset << 32 | (uint64_t)last_distance << 48;
+  uint64_t key_end = (uint64_t)tiny_block_start_key(last_distance, reciprocal) + 1;
+  return (uint64_t)reciprocal | (uint64_t)first_offset << 32 | key_end << 48;
 }
 
 // True when `block` is the start of a block of `slab` (a tiny slab): in range and on a block
-// boundary, checked with a multiply by the class's reciprocal instead of a division.
+// boundary, with one multiply and one compare (tiny_block_start_key).
 static inline int tiny_is_block_start(const void *block, const ss_slab *slab) {
-  // A tiny slab is one slot, so the block's offset in it is the address's low 16 bits. A pointer
-  // into the header page (slot 0) wraps to a huge offset and fails the range check.
+  // A tiny slab is one slot, so the block's offset in it is the address's low 16 bits.
   // The three fields are read as three narrow loads (memcpy: no aliasing question; the byte
   // offsets are the word's little-endian layout), not as one word and shifts: fewer instructions.
   const char *geometry = (const char *)&slab->user_tag;
   uint32_t reciprocal;
-  uint16_t first_offset, last_distance;
+  uint16_t first_offset, key_end;
   memcpy(&reciprocal, geometry, 4);
   memcpy(&first_offset, geometry + 4, 2);
-  memcpy(&last_distance, geometry + 6, 2);
+  memcpy(&key_end, geometry + 6, 2);
   uint32_t offset = (uint32_t)(uint16_t)(uintptr_t)block - first_offset;
-  if (offset > last_distance) return 0;
-  return offset * reciprocal < reciprocal;
+  return tiny_block_start_key(offset, reciprocal) < key_end;
 }
 
 // Frees `block`, which lies in tiny slab `slab` (as ss_registry_lookup found it). `call` names the
 // API function for the message when the pointer is not a block start.
 static inline void tiny_free(void *block, ss_slab *slab, const char *call) {
-  if (__builtin_expect(!tiny_is_block_start(block, slab), 0)) tiny_invalid_free(block, call);
-  if (HK_HARDENED && __builtin_expect(hk_block_is_marked_free(block), 0)) tiny_double_free(block, call);
+  if (__builtin_expect(!tiny_is_block_start(block, slab), 0)) {
+    tiny_invalid_free(block, call);
+    return;
+  }
+  if (HK_HARDENED && __builtin_expect(hk_block_is_marked_free(block), 0)) {
+    tiny_double_free(block, call);
+    return;
+  }
   hk_block_mark_free(block);
   tiny_bin *bin = &tiny_thread.bins[slab->kind];
   // Relaxed load: only the owner itself stores its own id, so reading our id is stable; any

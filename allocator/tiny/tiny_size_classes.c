@@ -4,7 +4,7 @@ const uint16_t tiny_class_size[TINY_CLASS_COUNT] = {
     16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896, 1024,
 };
 
-#define RECIPROCAL(size) (UINT32_MAX / (size) + 1)
+#define RECIPROCAL(size) ((uint32_t)((UINT64_C(1) << 32) / (size) + 1))
 const uint32_t tiny_class_reciprocal[TINY_CLASS_COUNT] = {
     RECIPROCAL(16),  RECIPROCAL(32),  RECIPROCAL(48),  RECIPROCAL(64),  RECIPROCAL(80),
     RECIPROCAL(96),  RECIPROCAL(112), RECIPROCAL(128), RECIPROCAL(160), RECIPROCAL(192),

@@ -22,9 +22,9 @@
 
 // Block size of each class.
 extern const uint16_t tiny_class_size[TINY_CLASS_COUNT];
-// ceil(2^32 / size) of each class: offset % size == 0 exactly when (uint32_t)(offset * this) < this
-// for offsets below 2^16 (exact while 32 >= 16 + log2(size); tested for every class and offset),
-// which checks a block start with a multiply instead of a division.
+// floor(2^32 / size) + 1 of each class (ceil, plus one for powers of two so that size * this
+// always exceeds 2^32): free's block-start check multiplies by it instead of dividing
+// (tiny_block_start_key in tiny.h).
 extern const uint32_t tiny_class_reciprocal[TINY_CLASS_COUNT];
 // Class of a request, indexed by (size + 15) / 16 for size 0 .. TINY_MAX_SIZE.
 extern const uint8_t tiny_class_by_granule[TINY_MAX_SIZE / 16 + 1];
