@@ -26,10 +26,12 @@ extern const uint16_t tiny_class_size[TINY_CLASS_COUNT];
 // always exceeds 2^32): free's block-start check multiplies by it instead of dividing
 // (tiny_block_start_key in tiny.h).
 extern const uint32_t tiny_class_reciprocal[TINY_CLASS_COUNT];
-// Class of a request, indexed by (size + 15) / 16 for size 0 .. TINY_MAX_SIZE.
-extern const uint8_t tiny_class_by_granule[TINY_MAX_SIZE / 16 + 1];
+// Class of a request, indexed by its size 0 .. TINY_MAX_SIZE. Indexed by the size itself rather than
+// by 16-byte granules: 1 KiB of table instead of 65 bytes, but malloc's class lookup is one load
+// with no add and shift before it (two instructions, and two cycles of latency, less per malloc).
+extern const uint8_t tiny_class_by_size[TINY_MAX_SIZE + 1];
 
 // The class that serves `size` (size <= TINY_MAX_SIZE): one table load, no branch.
-static inline unsigned tiny_size_to_class(size_t size) { return tiny_class_by_granule[(size + 15) >> 4]; }
+static inline unsigned tiny_size_to_class(size_t size) { return tiny_class_by_size[size]; }
 
 #endif  // HAKMEM_ALLOCATOR_TINY_TINY_SIZE_CLASSES_H_
