@@ -99,8 +99,9 @@ int hakmem_malloc_trim(size_t pad) {
   (void)pad;
   // The calling thread's tiny bins hold freed blocks scattered over many slabs; each pins its
   // slab's pages until the bins are flushed (tests/memory_return: ~11 MiB after a 48 MiB burst).
-  tiny_thread_flush();
-  size_t released = ace_trim(1);
+  // tiny_trim flushes them, then decommits the pages of sparse slabs that hold no live block.
+  size_t released = tiny_trim();
+  released += ace_trim(1);
   released += sp_trim(1);
   return released > 0;
 }
@@ -172,6 +173,7 @@ static void writer_counter(stats_writer *writer, int json, int *first, const cha
 static const char *const tiny_stat_names[] = {
     "refills", "blocks_refilled", "flushes", "blocks_flushed", "remote_frees", "remote_collected",
     "slabs_acquired", "slabs_released", "slabs_abandoned", "slabs_adopted", "abandoned_lock_takes",
+    "pages_parked", "pages_unparked",
 };
 
 static const char *const ace_stat_names[] = {

@@ -123,6 +123,8 @@ WORKLOADS = [
     bench("realloc_grow", "realloc_grow", "realloc 16 B <-> 4 MiB"),
     bench("big_blocks", "big_blocks", "64 KiB-16 MiB blocks, every page touched"),
     bench("fragmentation", "fragmentation", "peak RSS vs live bytes after scattered frees"),
+    bench("fragmentation_trim", "fragmentation", "the same, calling malloc_trim(0) after the frees",
+          "--trim", "--name=fragmentation_trim"),
     Workload("sqlite", "program", "sqlite3 :memory: - 300K inserts, indexes, queries", program="sqlite"),
     Workload("python", "program", "python3 (PYTHONMALLOC=malloc) building and dropping dicts/lists", program="python"),
     Workload("gcc", "program", "gcc -O2 -c of a generated 290 KB C file", program="gcc"),
@@ -480,15 +482,18 @@ class Report:
         return rows
 
     def fragmentation_rows(self):
-        if "fragmentation" not in self.cells:
-            return []
-        row_ratio, row_after = ["peak RSS / live bytes"], ["RSS after freeing all"]
-        for a in self.allocators:
-            cell = self.cells["fragmentation"][a.name]
-            ratio, after = cell.field_median("rss_ratio"), cell.field_median("rss_after_free_kib")
-            row_ratio.append("%.2f" % ratio if ratio is not None and not cell.failure else "–")
-            row_after.append(format_kib(after) if after is not None and not cell.failure else "–")
-        return [row_ratio, row_after]
+        rows = []
+        for name, label in (("fragmentation", ""), ("fragmentation_trim", ", malloc_trim after the frees")):
+            if name not in self.cells:
+                continue
+            row_ratio, row_after = ["peak RSS / live bytes" + label], ["RSS after freeing all" + label]
+            for a in self.allocators:
+                cell = self.cells[name][a.name]
+                ratio, after = cell.field_median("rss_ratio"), cell.field_median("rss_after_free_kib")
+                row_ratio.append("%.2f" % ratio if ratio is not None and not cell.failure else "–")
+                row_after.append(format_kib(after) if after is not None and not cell.failure else "–")
+            rows += [row_ratio, row_after]
+        return rows
 
 
 def markdown_table(header, rows):

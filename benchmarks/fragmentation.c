@@ -3,6 +3,7 @@
 // become entirely free), phase 3 grows the live set back to the same size with a different, larger size
 // mix that cannot reuse the small holes directly. The result is peak RSS (VmHWM) against the bytes live
 // at the peak, and the RSS left after everything is freed (does memory go back to the OS?).
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -53,14 +54,19 @@ int main(int argc, char **argv) {
   uint64_t live_mib = quick ? 16 : 256;
   uint64_t keep_percent = 10;
   uint64_t seed = 1;
+  bool trim = false;
+  const char *name = "fragmentation";
   const bench_arg args[] = {
       {"live_mib", BENCH_ARG_U64, &live_mib, "live set size in MiB at each peak"},
       {"keep_percent", BENCH_ARG_U64, &keep_percent, "share of phase-1 blocks kept in phase 2"},
       {"seed", BENCH_ARG_U64, &seed, "PRNG seed"},
+      {"trim", BENCH_ARG_FLAG, &trim, "call malloc_trim(0) between phase 2 and phase 3"},
+      {"name", BENCH_ARG_STRING, &name, "bench name in the RESULT line"},
       {"quick", BENCH_ARG_FLAG, &quick, "tiny run"},
   };
-  bench_set_name("fragmentation");
+  bench_set_name(name);
   bench_parse_args(argc, argv, args, sizeof args / sizeof args[0], "peak RSS against live bytes after scattered frees");
+  bench_set_name(name);
   if (live_mib == 0 || keep_percent > 100) bench_fail_usage("need live_mib > 0 and keep_percent <= 100");
 
   uint64_t target = live_mib << 20;
@@ -81,6 +87,9 @@ int main(int argc, char **argv) {
     }
   }
   uint64_t kept_bytes = set.live_bytes;
+  // What a program that knows it just freed most of its heap can do (glibc's malloc_trim also
+  // returns free pages in the middle of the heap; peers without their own call glibc's, a no-op).
+  if (trim) malloc_trim(0);
   // Phase 3: a larger size mix, 1-8 KiB, back up to the same live total.
   while (set.live_bytes < target) add_block(&set, (size_t)bench_rng_log_range(&rng, 1024, 8192));
   uint64_t peak_rss_kib = bench_peak_rss_kib();

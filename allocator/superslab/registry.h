@@ -59,7 +59,8 @@ typedef struct ss_slab {
   uint8_t span_head;     // index of the slab heading this slab's span (its own index for a slab)
   uint8_t zeroed;        // 1 when the slab's (span's) pages were known zero at acquisition
   uint8_t index;         // this slab's index in its SuperSlab (constant)
-  uint8_t reserved[2];
+  uint16_t parked_pages; // user layer: bit p set = 4 KiB page p of the slot decommitted while the
+                         // slab stays in use (tiny's malloc_trim); 0 at acquisition
   uint64_t user_tag;     // a second spare word for the user layer (0 at acquisition)
 } __attribute__((aligned(64))) ss_slab;
 

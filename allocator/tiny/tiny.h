@@ -56,6 +56,8 @@ typedef struct {
   uint64_t slabs_abandoned;      // slabs left with live blocks by an exiting thread
   uint64_t slabs_adopted;        // abandoned slabs taken over by another thread
   uint64_t abandoned_lock_takes; // acquisitions of the per-class abandoned-list lock
+  uint64_t pages_parked;         // 4 KiB pages of sparse slabs decommitted by tiny_trim
+  uint64_t pages_unparked;       // parked pages taken back (blocks reused, or the slab released)
 } tiny_class_stats;
 
 // Out-of-line paths (tiny.c).
@@ -176,6 +178,12 @@ void tiny_set_maintenance_hook(void (*hook)(void));
 // Flushes the calling thread's bins and abandons its slabs (what thread exit does); the thread
 // may allocate again afterwards. For tests and fork handling.
 void tiny_thread_flush(void);
+
+// malloc_trim's part: flushes and abandons the calling thread's slabs (tiny_thread_flush), releases
+// abandoned slabs left with no live block, and decommits the pages of the others that hold only
+// free blocks; those blocks are used again once the rest of their slab's are. Slabs of other live
+// threads are not touched. Returns the bytes decommitted.
+size_t tiny_trim(void);
 
 // Sums the per-class counters into `out` (TINY_CLASS_COUNT entries).
 void tiny_stats_get(tiny_class_stats *out);
