@@ -51,6 +51,7 @@
   X(ACE_CAPACITY_SHRINKS, "ace.capacity_shrinks", "per-thread cache capacity halvings")      \
   X(ACE_BUDGET_DENIED, "ace.budget_denied", "cache growths refused by HAKMEM_ACE_CACHE_BUDGET") \
   X(ACE_IDLE_FLUSHES, "ace.idle_flushes", "per-thread class caches emptied because idle")    \
+  X(ACE_PAGES_TRIMMED, "ace.pages_trimmed", "pages inside free mid/large blocks decommitted by malloc_trim") \
   X(ACE_HUGE_MAPPED, "ace.huge_mapped", "new huge mappings")                                 \
   X(ACE_HUGE_UNMAPPED, "ace.huge_unmapped", "huge mappings unmapped")                        \
   X(ACE_HUGE_CACHED, "ace.huge_cached", "freed huge mappings kept in the cache")             \

@@ -73,7 +73,13 @@ void *ace_resize(void *block, ss_slab *slab, size_t new_size) {
   return NULL;
 }
 
-size_t ace_trim(int force) { return ace_adapt_trim(force) + ace_huge_trim(force); }
+size_t ace_trim(int force) {
+  size_t bytes = ace_adapt_trim(force) + ace_huge_trim(force);
+  // A forced trim (malloc_trim) also gives back the pages inside free blocks of slabs that still
+  // hold live ones; the bins are empty by now, so every free block of ours is on a slab's list.
+  if (force) bytes += ace_trim_free_blocks();
+  return bytes;
+}
 
 void ace_prefork(void) {
   ace_mid_prefork();

@@ -254,7 +254,9 @@ void *ace_resize(void *block, ss_slab *slab, size_t new_size);
 
 // Releases idle cached memory now: the calling thread's bins of idle classes (all of them with
 // `force`) and their empty slabs to the pool, and expired (all, with `force`) huge mappings.
-// Returns the bytes released.
+// With `force` (malloc_trim) it also decommits the whole pages inside the free blocks of slabs
+// that still hold live ones (the calling thread's and abandoned slabs); they fault back in when
+// the block is used again. Returns the bytes released.
 size_t ace_trim(int force);
 
 // Flushes the calling thread's bins and gives up its slabs (thread exit does this too).

@@ -68,6 +68,10 @@ size_t ace_flush_bin(unsigned c, uint32_t count);
 size_t ace_flush_class(unsigned c);
 // A fresh block of class `c` from never-used pages of a known-zero slab, or NULL.
 void *ace_take_zeroed(unsigned c);
+// malloc_trim: decommits the pages inside the free blocks on the local lists of the calling
+// thread's slabs and of abandoned slabs (other live threads' slabs are left alone). Returns the
+// bytes decommitted.
+size_t ace_trim_free_blocks(void);
 
 // ---- Adaptive cache engine (ace_adaptive.c) -----------------------------------------------------
 // Gives the thread's bins their floor capacities (charged to the budget).

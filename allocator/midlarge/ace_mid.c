@@ -11,8 +11,10 @@
 #include "allocator/base/stats.h"
 #include "allocator/midlarge/ace.h"
 #include "allocator/midlarge/ace_internal.h"
+#include "allocator/os/os.h"
 #include "allocator/superslab/registry.h"
 #include "allocator/superslab/shared_pool.h"
+#include "allocator/superslab/slab_trim.h"
 
 __thread ace_thread_cache ace_thread __attribute__((tls_model("initial-exec")));
 __thread ace_thread_state ace_slow __attribute__((tls_model("initial-exec")));
@@ -132,9 +134,92 @@ void ace_fold_hits(void) {
   }
 }
 
+// ---- Trimmed free blocks (malloc_trim) ---------------------------------------------------------
+// A slab whose blocks were freed in a scattered order keeps its free blocks resident until its
+// last one comes back. ace_trim_free_blocks gives their pages back in one of two ways:
+//   - blocks of 8 KiB and more: the whole pages inside each free block on a slab's local list,
+//     past the block's first 32 bytes, are decommitted. Word 0 is the link, word 1 the hardened
+//     build's canary, words 2 and 3 record the trim (a marker derived from the address, and the
+//     page count), so the list stays intact and nothing has to be taken off it. The pages fault
+//     back in, zeroed, when the block is used again. head->trimmed_pages counts the pages
+//     decommitted in the slab's free blocks so that the commit gauge (hk_os) stays exact:
+//     take_blocks counts a trimmed block's pages committed again as it leaves the list,
+//     release_slab counts the rest;
+//   - smaller blocks hold no whole page past those bytes: their slabs park the pages that only
+//     free blocks overlap, as tiny does (slab_trim.h; head->trimmed_pages is then a page mask),
+//     when the slab is one slot (parks_pages).
+#define ACE_TRIM_MARKER UINT64_C(0x41434554524d4431)  // "ACETRMD1", XORed with the block address
+#define ACE_TRIM_KEPT_BYTES (4 * sizeof(uintptr_t))
+#define ACE_TRIM_INSIDE_MIN 8192  // blocks this big are trimmed inside, smaller ones parked
+
+static void ace_link_set(void *block, void *next) { hk_link_set(block, next); }
+static void ace_mark_free(void *block) { hk_block_mark_free(block); }
+static const ss_free_list_ops ace_list_ops = {ace_next, ace_link_set, ace_mark_free};
+
+// True when malloc_trim parks pages of `head` rather than trimming inside its free blocks: small
+// blocks on a single slot (the page mask covers one slot; the 5 and 6 KiB classes, whose slabs
+// are two slots, are trimmed inside, which frees a page in some of their blocks).
+static inline int parks_pages(const ss_slab *head) {
+  return head->block_size < ACE_TRIM_INSIDE_MIN && head->span_slabs <= 1;
+}
+
+static inline uintptr_t trim_marker(const void *block) { return (uintptr_t)ACE_TRIM_MARKER ^ (uintptr_t)block; }
+
+// Decommits the pages inside free block `block` (unless done already). Returns how many.
+static uint32_t trim_block(void *block, uint32_t size) {
+  uintptr_t *words = block;
+  if (words[2] == trim_marker(block)) return 0;
+  size_t page = hk_os_page_size();
+  uintptr_t start = ((uintptr_t)block + ACE_TRIM_KEPT_BYTES + page - 1) & ~(page - 1);
+  uintptr_t end = ((uintptr_t)block + size) & ~(page - 1);
+  if (end <= start) return 0;
+  ss_withdraw_hugepage(ss_from_pointer_unchecked(block));
+  if (hk_os_decommit((void *)start, end - start, HK_OS_DECOMMIT_CONFIGURED) != 0) return 0;
+  uint32_t pages = (uint32_t)((end - start) / page);
+  words[2] = trim_marker(block);
+  words[3] = pages;
+  return pages;
+}
+
+// `block` leaves `head`'s free list: if a trim decommitted pages inside it, they count as
+// committed again (the caller is about to hand the block out, so they will be).
+static void untrim_block(ss_slab *head, void *block) {
+  uintptr_t *words = block;
+  if (words[2] != trim_marker(block)) return;
+  uint32_t pages = (uint32_t)words[3];
+  if (pages > head->trimmed_pages) pages = head->trimmed_pages;  // a forged marker: stay bounded
+  words[2] = 0;
+  head->trimmed_pages = (uint16_t)(head->trimmed_pages - pages);
+  hk_os_commit(block, (size_t)pages * hk_os_page_size());
+}
+
+// Decommits the pages inside the free blocks of `head`'s local list. Returns the bytes.
+static size_t trim_slab(ss_slab *head) {
+  uint32_t size = head->block_size;
+  if (!head->free_list) return 0;
+  uint32_t pages = 0;
+  if (parks_pages(head)) {
+    pages = ss_slab_park_free_pages(head, &ace_list_ops);
+  } else {
+    for (void *block = head->free_list; block; block = ace_next(block)) pages += trim_block(block, size);
+    head->trimmed_pages = (uint16_t)(head->trimmed_pages + pages);
+  }
+  hk_stat_add(HK_STAT_ACE_PAGES_TRIMMED, pages);
+  return (size_t)pages * hk_os_page_size();
+}
+
 // ---- Slab helpers ------------------------------------------------------------------------------
 static size_t release_slab(unsigned c, ss_slab *head) {
   size_t bytes = ss_slab_usable_size(head);
+  if (HK_UNLIKELY(head->trimmed_pages)) {
+    // The pool counts a released slab as committed: count the trimmed pages back (and clear the
+    // markers, so that no block of the slab's next life looks trimmed).
+    if (parks_pages(head)) {
+      ss_slab_release_parked(head);
+    } else {
+      for (void *block = head->free_list; block; block = ace_next(block)) untrim_block(head, block);
+    }
+  }
   __atomic_store_n(&head->owner, 0, __ATOMIC_RELAXED);
   head->free_list = NULL;
   // capacity/block_size and the head word 0: a stale pointer into the released slab is no block
@@ -179,12 +264,24 @@ static uint32_t take_blocks(ss_slab *head, ace_bin *bin, uint32_t want) {
       continue;
     }
     head->free_list = ace_next(block);
+    if (HK_UNLIKELY(head->trimmed_pages) && !parks_pages(head)) untrim_block(head, block);
     hk_link_set(block, bin->head);
     bin->head = block;
     got++;
   }
   uint32_t size = head->block_size;
   uint32_t limit = head->capacity * size;
+  if (HK_UNLIKELY(got < want && head->carve >= limit && head->trimmed_pages && parks_pages(head))) {
+    // Nothing else free and nothing left to carve: the parked pages come back.
+    ss_slab_unpark_pages(head, &ace_list_ops);
+    while (got < want && head->free_list) {
+      void *block = head->free_list;
+      head->free_list = ace_next(block);
+      hk_link_set(block, bin->head);
+      bin->head = block;
+      got++;
+    }
+  }
   if (got < want && head->carve < limit) {
     // Carve in address order so consecutive allocations are adjacent.
     char *base = (char *)ss_slab_base(head);
@@ -235,7 +332,7 @@ static ss_slab *find_owned_with_free_blocks(ace_class_state *state) {
     ss_slab *slab = ss_slab_from_ref(state->owned.head);
     ss_slab_list_unlink(&state->owned, slab);
     if (slab->free_list || __atomic_load_n(&slab->remote_free, __ATOMIC_RELAXED) ||
-        slab->carve < slab->capacity * slab->block_size)
+        slab->carve < slab->capacity * slab->block_size || slab->trimmed_pages)
       return slab;
     ss_slab_list_push_back(&state->owned, slab);  // nothing free: look at the others first next time
   }
@@ -431,6 +528,27 @@ static void abandon_or_release(unsigned c, ss_slab *head) {
   __atomic_store_n(&head->owner, ACE_OWNER_ABANDONED, __ATOMIC_RELAXED);  // under the lock
   ss_slab_list_push_front(&abandoned[c].list, head);
   abandoned_unlock(c);
+}
+
+size_t ace_trim_free_blocks(void) {
+  size_t bytes = 0;
+  if (ace_thread.owner_id != 0) {
+    for (unsigned c = 0; c < ACE_CLASS_COUNT; c++) {
+      ace_class_state *state = &ace_slow.classes[c];
+      if (state->current) bytes += trim_slab(state->current);
+      for (uint32_t ref = state->owned.head; ref; ref = ss_slab_list_next(ss_slab_from_ref(ref)))
+        bytes += trim_slab(ss_slab_from_ref(ref));
+    }
+  }
+  for (unsigned c = 0; c < ACE_CLASS_COUNT; c++) {
+    if (!__atomic_load_n(&abandoned[c].list.count, __ATOMIC_RELAXED)) continue;
+    abandoned_lock(c);
+    // Under the lock an abandoned slab's owner-only fields are ours (as in adopt_on_free).
+    for (uint32_t ref = abandoned[c].list.head; ref; ref = ss_slab_list_next(ss_slab_from_ref(ref)))
+      bytes += trim_slab(ss_slab_from_ref(ref));
+    abandoned_unlock(c);
+  }
+  return bytes;
 }
 
 void ace_thread_flush(void) {

@@ -446,6 +446,135 @@ TEST(AceAdaptive, RssReturnsAfterABurst) {
       << "before " << before << " after " << after;
 }
 
+// Scattered frees leave mid and large slabs partly used: a forced trim (malloc_trim) decommits
+// the whole pages inside their free blocks, keeps the live blocks' data, and the commit gauge
+// comes back exactly once the trimmed blocks are used again and everything is freed.
+TEST(AceTrim, ForcedTrimDecommitsPagesInsideFreeBlocks) {
+  ace_thread_flush();
+  sp_trim(1);
+  const uint64_t committed_start = hk_stat_get(HK_STAT_OS_BYTES_COMMITTED);
+  std::mt19937 random(11);
+  std::vector<std::pair<void *, size_t>> blocks;
+  for (int i = 0; i < 600; i++) {
+    size_t size = 8192 + random() % (200 << 10);  // mid and large classes
+    void *block = ace_alloc(size);
+    ASSERT_NE(block, nullptr);
+    Fill(block, size, 3);
+    blocks.push_back({block, size});
+  }
+  std::vector<std::pair<void *, size_t>> kept;
+  size_t freed_bytes = 0;
+  for (size_t i = 0; i < blocks.size(); i++) {
+    if (i % 8 == 0) {
+      kept.push_back(blocks[i]);
+    } else {
+      Free(blocks[i].first);
+      freed_bytes += blocks[i].second;
+    }
+  }
+  uint64_t trimmed_before = hk_stat_get(HK_STAT_ACE_PAGES_TRIMMED);
+  uint64_t decommitted_before = hk_stat_get(HK_STAT_OS_BYTES_DECOMMITTED_TOTAL);
+  ace_trim(1);
+  uint64_t pages = hk_stat_get(HK_STAT_ACE_PAGES_TRIMMED) - trimmed_before;
+  // Most freed blocks stay on slabs that hold a live one (one block in eight is kept); their
+  // interiors are most of their bytes.
+  EXPECT_GT(pages * 4096, freed_bytes / 4) << pages << " pages of " << freed_bytes << " freed bytes";
+  EXPECT_GE(hk_stat_get(HK_STAT_OS_BYTES_DECOMMITTED_TOTAL) - decommitted_before, pages * 4096);
+  EXPECT_EQ(hk_stat_get(HK_STAT_ACE_PAGES_TRIMMED) - trimmed_before, pages);
+  ace_trim(1);
+  EXPECT_EQ(hk_stat_get(HK_STAT_ACE_PAGES_TRIMMED) - trimmed_before, pages) << "trimmed blocks are not trimmed twice";
+  for (auto &[block, size] : kept) ASSERT_TRUE(Verify(block, size, 3)) << block;
+
+  // The same sizes again: trimmed blocks come back (their pages fault in as zero) and hold data.
+  std::vector<std::pair<void *, size_t>> again;
+  for (size_t i = 0; i < blocks.size(); i++) {
+    if (i % 8 == 0) continue;
+    void *block = ace_alloc(blocks[i].second);
+    ASSERT_NE(block, nullptr);
+    Fill(block, blocks[i].second, 4);
+    again.push_back({block, blocks[i].second});
+  }
+  for (auto &[block, size] : kept) ASSERT_TRUE(Verify(block, size, 3)) << block;
+  for (auto &[block, size] : again) ASSERT_TRUE(Verify(block, size, 4)) << block;
+  for (auto &[block, size] : kept) Free(block);
+  for (auto &[block, size] : again) Free(block);
+  ace_thread_flush();
+  sp_trim(1);
+  // Every trimmed page was counted back (as its block left a slab's list, or with its slab).
+  EXPECT_EQ(hk_stat_get(HK_STAT_OS_BYTES_COMMITTED), committed_start);
+}
+
+// Blocks below 8 KiB hold no whole page past their first bytes: their slabs park the pages that
+// only free blocks overlap (as tiny does). Allocating again takes the pages back without handing
+// out a block twice, and the commit gauge ends where it started.
+TEST(AceTrim, ForcedTrimParksFreePagesOfSmallClassSlabs) {
+  ace_thread_flush();
+  sp_trim(1);
+  const uint64_t committed_start = hk_stat_get(HK_STAT_OS_BYTES_COMMITTED);
+  const size_t size = 2000;
+  std::vector<void *> blocks(32 * 20);  // 20 slabs of 32 blocks
+  for (void *&block : blocks) {
+    block = ace_alloc(size);
+    ASSERT_NE(block, nullptr);
+    Fill(block, size, 6);
+  }
+  std::vector<void *> kept;
+  for (size_t i = 0; i < blocks.size(); i++) {
+    if (i % 10 == 0) {
+      kept.push_back(blocks[i]);
+    } else {
+      Free(blocks[i]);
+    }
+  }
+  uint64_t trimmed_before = hk_stat_get(HK_STAT_ACE_PAGES_TRIMMED);
+  ace_trim(1);
+  uint64_t pages = hk_stat_get(HK_STAT_ACE_PAGES_TRIMMED) - trimmed_before;
+  // A live 2 KiB block every 20 KiB: 10 or 11 of a slab's 16 pages hold none.
+  EXPECT_GE(pages, 20u * 8) << "most pages of the sparse slabs hold no live block";
+  for (void *block : kept) ASSERT_TRUE(Verify(block, size, 6)) << block;
+  std::vector<void *> again;
+  for (size_t i = 0; i < blocks.size() - kept.size(); i++) {
+    again.push_back(ace_alloc(size));
+    ASSERT_NE(again.back(), nullptr);
+    Fill(again.back(), size, 7);
+  }
+  std::vector<void *> all = kept;
+  all.insert(all.end(), again.begin(), again.end());
+  std::sort(all.begin(), all.end());
+  for (size_t i = 1; i < all.size(); i++)
+    ASSERT_GE(static_cast<char *>(all[i]), static_cast<char *>(all[i - 1]) + size) << "blocks overlap";
+  for (void *block : kept) ASSERT_TRUE(Verify(block, size, 6)) << block;
+  for (void *block : again) ASSERT_TRUE(Verify(block, size, 7)) << block;
+  for (void *block : all) Free(block);
+  ace_thread_flush();
+  sp_trim(1);
+  EXPECT_EQ(hk_stat_get(HK_STAT_OS_BYTES_COMMITTED), committed_start);
+}
+
+// A slab released with trimmed blocks still on its list counts their pages back and clears their
+// markers, so the gauge returns to where it was.
+TEST(AceTrim, SlabReleasedWithTrimmedBlocksKeepsTheGaugeExact) {
+  ace_thread_flush();
+  sp_trim(1);
+  const uint64_t committed_start = hk_stat_get(HK_STAT_OS_BYTES_COMMITTED);
+  std::vector<void *> blocks;
+  for (int i = 0; i < 64; i++) {
+    void *block = ace_alloc(24 << 10);
+    ASSERT_NE(block, nullptr);
+    memset(block, 5, 24 << 10);
+    blocks.push_back(block);
+  }
+  for (size_t i = 0; i < blocks.size(); i++)
+    if (i % 4 != 0) Free(blocks[i]);
+  uint64_t trimmed_before = hk_stat_get(HK_STAT_ACE_PAGES_TRIMMED);
+  ace_trim(1);
+  EXPECT_GT(hk_stat_get(HK_STAT_ACE_PAGES_TRIMMED), trimmed_before);
+  for (size_t i = 0; i < blocks.size(); i += 4) Free(blocks[i]);  // the slabs' last blocks
+  ace_thread_flush();
+  sp_trim(1);
+  EXPECT_EQ(hk_stat_get(HK_STAT_OS_BYTES_COMMITTED), committed_start);
+}
+
 // ---- Huge cache ------------------------------------------------------------------------------
 
 TEST(AceHuge, RepeatedOwnMappingsReuseTheCache) {

@@ -176,6 +176,13 @@ void ss_superslab_unmap(ss_superslab *superslab) {
 
 // ---- Decommit -----------------------------------------------------------------------------
 
+void ss_withdraw_hugepage(ss_superslab *superslab) {
+  // A decommit splits the huge page; without a withdrawal khugepaged may later collapse the
+  // range back into one, making the whole 2 MiB resident again. Relaxed exchange: one caller
+  // withdraws, and a second madvise would only repeat it.
+  if (__atomic_exchange_n(&ss_dir(superslab->id)->hugepage, 0, __ATOMIC_RELAXED)) hk_os_hugepage_withdraw(superslab, SS_SIZE);
+}
+
 size_t ss_decommit_slots(ss_superslab *superslab, uint32_t mask) {
   ss_dir_entry *entry = ss_dir(superslab->id);
   uint32_t eligible = 0;
@@ -186,10 +193,7 @@ size_t ss_decommit_slots(ss_superslab *superslab, uint32_t mask) {
     // counted in os.bytes_committed since the mapping, and only a decommit clears that.
     if (word & SS_SLOT_COMMITTED) eligible |= 1u << i;
   }
-  // A decommit splits the huge page; without a withdrawal khugepaged may later collapse the
-  // range back into one, making the whole 2 MiB resident again.
-  if (eligible && __atomic_exchange_n(&entry->hugepage, 0, __ATOMIC_RELAXED))
-    hk_os_hugepage_withdraw(superslab, SS_SIZE);
+  if (eligible) ss_withdraw_hugepage(superslab);
   int zeroes = ss_decommit_zeroes();
   size_t total = 0;
   unsigned i = 0;

@@ -59,8 +59,9 @@ typedef struct ss_slab {
   uint8_t span_head;     // index of the slab heading this slab's span (its own index for a slab)
   uint8_t zeroed;        // 1 when the slab's (span's) pages were known zero at acquisition
   uint8_t index;         // this slab's index in its SuperSlab (constant)
-  uint16_t parked_pages; // user layer: bit p set = 4 KiB page p of the slot decommitted while the
-                         // slab stays in use (tiny's malloc_trim); 0 at acquisition
+  uint16_t trimmed_pages; // user layer, 0 at acquisition: pages malloc_trim decommitted while the
+                         // slab stays in use (tiny: bit p = 4 KiB page p of the slot; ACE: how many
+                         // pages inside its free blocks)
   uint64_t user_tag;     // a second spare word for the user layer (0 at acquisition)
 } __attribute__((aligned(64))) ss_slab;
 
@@ -183,6 +184,11 @@ static inline size_t ss_slab_usable_size_n(const ss_slab *slab, unsigned slabs) 
 static inline size_t ss_slab_usable_size(const ss_slab *slab) {
   return ss_slab_usable_size_n(slab, slab->span_slabs ? slab->span_slabs : 1);
 }
+
+// Withdraws `superslab`'s transparent huge-page hint (once): what a layer calls before it
+// decommits pages inside a slab that stays in use (malloc_trim), so khugepaged does not collapse
+// the range back into a resident huge page.
+void ss_withdraw_hugepage(ss_superslab *superslab);
 
 // Maps a new SuperSlab (2 MiB aligned, through hk_os), initialises its header, gives it a
 // directory id and registers it. Its slots are all held by the caller (state CACHED) until the

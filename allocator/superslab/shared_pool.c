@@ -149,7 +149,7 @@ static ss_slab *sp_finish(uint32_t dir_id, unsigned first, unsigned count, uint3
     slab->block_size = 0;
     slab->user = 0;
     slab->user_tag = 0;
-    slab->parked_pages = 0;
+    slab->trimmed_pages = 0;
     slab->kind = (uint16_t)kind;
     slab->span_slabs = (uint8_t)(i == first ? count : 0);
     slab->span_head = (uint8_t)first;

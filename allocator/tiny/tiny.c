@@ -13,6 +13,7 @@
 #include "allocator/os/os.h"
 #include "allocator/superslab/shared_pool.h"
 #include "allocator/superslab/slab_list.h"
+#include "allocator/superslab/slab_trim.h"
 
 __thread tiny_thread_cache tiny_thread __attribute__((tls_model("initial-exec")));
 
@@ -141,124 +142,32 @@ static void thread_init(void) {
 // Scattered frees can leave a slab a tenth full: it cannot go back to the pool, and other sizes
 // cannot use its holes, so its free pages stay resident (the fragmentation benchmark: 256 MiB of
 // small blocks, 90 % freed, a third of it on pages holding no live block). tiny_trim
-// (malloc_trim) decommits the pages of a slab that hold only blocks of its local free list: those
-// blocks leave the list ("parked": bit p of slab->parked_pages for page p of the slot) and come
-// back, their pages faulting in again, once every other free block of the slab is used.
-// Only an explicit trim parks: a trigger on the free path cost larson 4-8 % and the python
+// (malloc_trim) parks the pages of a slab that only blocks of its local free list overlap
+// (slab_trim.h); they come back, faulting in again, once every other free block of the slab is
+// used. Only an explicit trim parks: a trigger on the free path cost larson 4-8 % and the python
 // workload a third more page faults, and splits huge pages under live blocks (docs/tiny.md,
-// "Tried and reverted"). Owner-only state, like the free list.
-#define TINY_PAGE_LOG2 12
-#define TINY_PAGE_SIZE ((size_t)1 << TINY_PAGE_LOG2)
-#define TINY_SLOT_PAGES (1u << (SS_SLAB_SIZE_LOG2 - TINY_PAGE_LOG2))  // 16: slab->parked_pages' bits
-#define TINY_MAX_BLOCKS_PER_SLAB (SS_SLAB_SIZE / 16)                   // the smallest class: 16 B
-_Static_assert(TINY_SLOT_PAGES <= 16, "parked_pages has a bit per page of a slot");
+// "Tried and reverted").
+static void tiny_link_set(void *block, void *next) { hk_link_set(block, next); }
+static void tiny_mark_free(void *block) { hk_block_mark_free(block); }
+static const ss_free_list_ops tiny_list_ops = {tiny_next, tiny_link_set, tiny_mark_free};
 
-static inline uintptr_t slot_start(const ss_slab *slab) {
-  return (uintptr_t)ss_slab_superslab(slab) + ((uintptr_t)slab->index << SS_SLAB_SIZE_LOG2);
-}
-
-// The pages of the slot that the block [start, start + size) overlaps, as a mask.
-static inline uint32_t block_pages(uintptr_t slot, uintptr_t start, uint32_t size) {
-  unsigned first = (unsigned)((start - slot) >> TINY_PAGE_LOG2);
-  unsigned last = (unsigned)((start + size - 1 - slot) >> TINY_PAGE_LOG2);
-  return ((2u << last) - 1) & ~((1u << first) - 1);
-}
-
-// Parks the pages of `slab` that only blocks of its local free list overlap. Blocks in remote
-// frees not yet collected count as live. Returns the pages parked.
 static uint32_t park_free_pages(unsigned class_index, ss_slab *slab) {
-  uint32_t size = slab->block_size;
-  uintptr_t slot = slot_start(slab), base = (uintptr_t)ss_slab_base(slab);
-  uint32_t carved = slab->carve / size;
-  if (!slab->free_list || hk_os_page_size() != TINY_PAGE_SIZE) return 0;
-  uint64_t free_bits[TINY_MAX_BLOCKS_PER_SLAB / 64];
-  memset(free_bits, 0, (carved + 63) / 64 * sizeof(uint64_t));
-  for (void *block = slab->free_list; block; block = tiny_next(block)) {
-    uint32_t index = (uint32_t)(((uintptr_t)block - base) / size);
-    free_bits[index / 64] |= (uint64_t)1 << (index % 64);
-  }
-  // Candidates: whole pages below the carve position, not parked yet, that no live block
-  // overlaps (blocks on parked pages are all free; pages past the carve position were never
-  // touched, so they hold no memory).
-  uint32_t busy = slab->parked_pages;
-  for (uint32_t index = 0; index < carved; index++) {
-    if (!(free_bits[index / 64] >> (index % 64) & 1)) busy |= block_pages(slot, base + (uintptr_t)index * size, size);
-  }
-  uint32_t candidates = 0;
-  for (unsigned page = 0; page < TINY_SLOT_PAGES; page++) {
-    uintptr_t page_start = slot + ((uintptr_t)page << TINY_PAGE_LOG2);
-    if (page_start >= base && page_start + TINY_PAGE_SIZE <= base + slab->carve && !(busy >> page & 1))
-      candidates |= 1u << page;
-  }
-  if (!candidates) return 0;
-  // Unlink the free blocks that touch a candidate page first: once decommitted, their link
-  // words read as zero.
-  void *kept_tail = NULL;
-  void *kept_head = NULL;
-  for (void *block = slab->free_list, *next; block; block = next) {
-    next = tiny_next(block);
-    if (block_pages(slot, (uintptr_t)block, size) & candidates) continue;
-    if (kept_tail) {
-      hk_link_set(kept_tail, block);
-    } else {
-      kept_head = block;
-    }
-    kept_tail = block;
-  }
-  if (kept_tail) hk_link_set(kept_tail, NULL);
-  slab->free_list = kept_head;
-  uint32_t parked = 0;
-  for (unsigned page = 0; page < TINY_SLOT_PAGES;) {  // one decommit per run of pages
-    if (!(candidates >> page & 1)) {
-      page++;
-      continue;
-    }
-    unsigned end = page;
-    while (end < TINY_SLOT_PAGES && (candidates >> end & 1)) end++;
-    void *start = (void *)(slot + ((uintptr_t)page << TINY_PAGE_LOG2));
-    if (hk_os_decommit(start, (size_t)(end - page) << TINY_PAGE_LOG2, HK_OS_DECOMMIT_CONFIGURED) == 0)
-      parked |= ((2u << (end - 1)) - 1) & ~((1u << page) - 1);
-    page = end;
-  }
-  if (parked != candidates) {
-    // A decommit failed: the blocks touching only its pages go back on the list (all free).
-    for (uint32_t index = carved; index-- > 0;) {
-      uintptr_t block = base + (uintptr_t)index * size;
-      uint32_t pages = block_pages(slot, block, size);
-      if (!(pages & candidates) || (pages & parked)) continue;
-      hk_link_set((void *)block, slab->free_list);
-      slab->free_list = (void *)block;
-    }
-  }
-  slab->parked_pages = (uint16_t)(slab->parked_pages | parked);
-  uint32_t count = (uint32_t)__builtin_popcount(parked);
-  COUNT(class_index, pages_parked, count);
-  return count;
+  uint32_t pages = ss_slab_park_free_pages(slab, &tiny_list_ops);
+  COUNT(class_index, pages_parked, pages);
+  return pages;
 }
 
-// Puts every block touching a parked page back on the free list (all of them are free).
 static void unpark_pages(unsigned class_index, ss_slab *slab) {
-  uint32_t parked = slab->parked_pages, size = slab->block_size;
-  uintptr_t slot = slot_start(slab), base = (uintptr_t)ss_slab_base(slab);
-  slab->parked_pages = 0;
-  hk_os_commit((void *)slot, (size_t)__builtin_popcount(parked) << TINY_PAGE_LOG2);
-  for (uint32_t index = slab->carve / size; index-- > 0;) {
-    uintptr_t block = base + (uintptr_t)index * size;
-    if (!(block_pages(slot, block, size) & parked)) continue;
-    hk_block_mark_free((void *)block);
-    hk_link_set((void *)block, slab->free_list);
-    slab->free_list = (void *)block;
-  }
-  COUNT(class_index, pages_unparked, (uint64_t)__builtin_popcount(parked));
+  uint32_t pages = ss_slab_unpark_pages(slab, &tiny_list_ops);  // not inside COUNT: it may not evaluate
+  COUNT(class_index, pages_unparked, pages);
 }
 
 // ---- Slab helpers -----------------------------------------------------------------------------
 static void release_slab(unsigned class_index, ss_slab *slab) {
-  if (slab->parked_pages) {
-    // The pool counts a released slab as committed until it decommits it: keep the gauge exact.
-    hk_os_commit((void *)slot_start(slab), (size_t)__builtin_popcount(slab->parked_pages) << TINY_PAGE_LOG2);
-    COUNT(class_index, pages_unparked, (uint64_t)__builtin_popcount(slab->parked_pages));
-    slab->parked_pages = 0;
+  // The pool counts a released slab as committed until it decommits it: keep the gauge exact.
+  if (HK_UNLIKELY(slab->trimmed_pages)) {
+    uint32_t pages = ss_slab_release_parked(slab);
+    COUNT(class_index, pages_unparked, pages);
   }
   __atomic_store_n(&slab->owner, 0, __ATOMIC_RELAXED);
   slab->free_list = NULL;
@@ -324,7 +233,7 @@ static uint32_t take_blocks(unsigned class_index, ss_slab *slab, tiny_bin *bin, 
   }
   uint32_t size = slab->block_size;
   uint32_t limit = slab->capacity * size;
-  if (HK_UNLIKELY(got < want && slab->carve >= limit && slab->parked_pages)) {
+  if (HK_UNLIKELY(got < want && slab->carve >= limit && slab->trimmed_pages)) {
     // Nothing else free and nothing left to carve: the parked pages come back.
     unpark_pages(class_index, slab);
     while (got < want && slab->free_list) {
@@ -382,7 +291,7 @@ static ss_slab *find_owned_with_free_blocks(tiny_class_state *state) {
   for (uint32_t scanned = 0; scanned < OWNED_SCAN_LIMIT && state->owned.head; scanned++) {
     ss_slab *slab = ss_slab_from_ref(state->owned.head);
     if (slab->free_list || __atomic_load_n(&slab->remote_free, __ATOMIC_RELAXED) ||
-        slab->carve < slab->capacity * slab->block_size || slab->parked_pages) {
+        slab->carve < slab->capacity * slab->block_size || slab->trimmed_pages) {
       ss_slab_list_unlink(&state->owned, slab);
       return slab;
     }
@@ -691,7 +600,7 @@ size_t tiny_trim(void) {
     }
     abandoned_unlock(c);
   }
-  return pages << TINY_PAGE_LOG2;
+  return pages * hk_os_page_size();
 }
 
 static void thread_exit_destructor(void *unused) {

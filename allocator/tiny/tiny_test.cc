@@ -198,7 +198,7 @@ TEST(Tiny, TrimmedSlabIsReleasedWhenItsLastBlockIsFreed) {
   std::vector<ss_slab *> slabs;
   for (void *block : kept) {
     ss_slab *slab = ss_registry_lookup(block);
-    if (slab->parked_pages) slabs.push_back(slab);
+    if (slab->trimmed_pages) slabs.push_back(slab);
   }
   EXPECT_FALSE(slabs.empty());
   for (void *block : kept) {
@@ -207,7 +207,7 @@ TEST(Tiny, TrimmedSlabIsReleasedWhenItsLastBlockIsFreed) {
   }
   for (ss_slab *slab : slabs) {
     EXPECT_EQ(__atomic_load_n(&slab->owner, __ATOMIC_RELAXED), 0u) << "released to the pool";
-    EXPECT_EQ(slab->parked_pages, 0u);
+    EXPECT_EQ(slab->trimmed_pages, 0u);
   }
   EXPECT_GT(Totals(c).pages_unparked, parked.pages_unparked);
 }
