@@ -99,7 +99,8 @@ int hakmem_malloc_trim(size_t pad) {
   (void)pad;
   // The calling thread's tiny bins hold freed blocks scattered over many slabs; each pins its
   // slab's pages until the bins are flushed (tests/memory_return: ~11 MiB after a 48 MiB burst).
-  // tiny_trim flushes them, then decommits the pages of sparse slabs that hold no live block.
+  // tiny_trim flushes them, then decommits the pages of sparse slabs that hold no live block;
+  // ace_trim(1) does the same for mid/large slabs (and the pages inside their free blocks).
   size_t released = tiny_trim();
   released += ace_trim(1);
   released += sp_trim(1);

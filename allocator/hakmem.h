@@ -37,7 +37,8 @@ void *hakmem_pvalloc(size_t size);
 // malloc_usable_size: the bytes the block can really hold (>= the request); 0 for NULL.
 size_t hakmem_malloc_usable_size(void *block);
 // malloc_trim: returns free memory to the OS now (caches, free slabs, cached SuperSlabs and huge
-// mappings). Returns 1 when memory was released, else 0. `pad` is ignored.
+// mappings, and the free pages of slabs that still hold live blocks: the calling thread's and those
+// of exited threads). Returns 1 when memory was released, else 0. `pad` is ignored.
 int hakmem_malloc_trim(size_t pad);
 
 // A few totals for programs and tests (the full set prints at exit with HAKMEM_STATS=1).

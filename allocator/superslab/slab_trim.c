@@ -31,7 +31,7 @@ uint32_t ss_slab_park_free_pages(ss_slab *slab, const ss_free_list_ops *ops) {
   memset(free_bits, 0, (carved + 63) / 64 * sizeof(uint64_t));
   for (void *block = slab->free_list; block; block = ops->next(block)) {
     uint32_t index = (uint32_t)(((uintptr_t)block - base) / size);
-    free_bits[index / 64] |= (uint64_t)1 << (index % 64);
+    if (index < carved) free_bits[index / 64] |= (uint64_t)1 << (index % 64);  // else not this slab's: left out
   }
   // Candidates: whole pages below the carve position, not parked yet, that no live block
   // overlaps (a parked page's blocks are off the list, so they count as busy here and the page
@@ -52,7 +52,8 @@ uint32_t ss_slab_park_free_pages(ss_slab *slab, const ss_free_list_ops *ops) {
   void *kept_head = NULL, *kept_tail = NULL;
   for (void *block = slab->free_list, *next; block; block = next) {
     next = ops->next(block);
-    if (block_pages(slot, (uintptr_t)block, size) & candidates) continue;
+    uintptr_t start = (uintptr_t)block;
+    if (start >= base && start < base + slab->carve && (block_pages(slot, start, size) & candidates)) continue;
     if (kept_tail) {
       ops->set_next(kept_tail, block);
     } else {
