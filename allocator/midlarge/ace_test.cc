@@ -446,17 +446,30 @@ TEST(AceAdaptive, RssReturnsAfterABurst) {
       << "before " << before << " after " << after;
 }
 
+// The commit gauge once every free slab is decommitted, every cached SuperSlab and huge mapping
+// released and earlier tests' leftovers trimmed (a forced ace_trim in the test would otherwise
+// release them and move the gauge), after one round of the same allocations: structures mapped
+// once (the registry's directory grows with the number of SuperSlabs) are then in the baseline.
+uint64_t SettledCommittedBytes(const std::vector<size_t> &sizes) {
+  std::vector<void *> blocks;
+  for (size_t size : sizes) blocks.push_back(ace_alloc(size));
+  for (void *block : blocks) Free(block);
+  ace_trim(1);
+  ace_thread_flush();
+  sp_trim(1);
+  return hk_stat_get(HK_STAT_OS_BYTES_COMMITTED);
+}
+
 // Scattered frees leave mid and large slabs partly used: a forced trim (malloc_trim) decommits
 // the whole pages inside their free blocks, keeps the live blocks' data, and the commit gauge
 // comes back exactly once the trimmed blocks are used again and everything is freed.
 TEST(AceTrim, ForcedTrimDecommitsPagesInsideFreeBlocks) {
-  ace_thread_flush();
-  sp_trim(1);
-  const uint64_t committed_start = hk_stat_get(HK_STAT_OS_BYTES_COMMITTED);
   std::mt19937 random(11);
+  std::vector<size_t> sizes;
+  for (int i = 0; i < 600; i++) sizes.push_back(8192 + random() % (200 << 10));  // mid and large classes
+  const uint64_t committed_start = SettledCommittedBytes(sizes);
   std::vector<std::pair<void *, size_t>> blocks;
-  for (int i = 0; i < 600; i++) {
-    size_t size = 8192 + random() % (200 << 10);  // mid and large classes
+  for (size_t size : sizes) {
     void *block = ace_alloc(size);
     ASSERT_NE(block, nullptr);
     Fill(block, size, 3);
@@ -508,10 +521,8 @@ TEST(AceTrim, ForcedTrimDecommitsPagesInsideFreeBlocks) {
 // only free blocks overlap (as tiny does). Allocating again takes the pages back without handing
 // out a block twice, and the commit gauge ends where it started.
 TEST(AceTrim, ForcedTrimParksFreePagesOfSmallClassSlabs) {
-  ace_thread_flush();
-  sp_trim(1);
-  const uint64_t committed_start = hk_stat_get(HK_STAT_OS_BYTES_COMMITTED);
   const size_t size = 2000;
+  const uint64_t committed_start = SettledCommittedBytes(std::vector<size_t>(32 * 20, size));
   std::vector<void *> blocks(32 * 20);  // 20 slabs of 32 blocks
   for (void *&block : blocks) {
     block = ace_alloc(size);
@@ -554,9 +565,7 @@ TEST(AceTrim, ForcedTrimParksFreePagesOfSmallClassSlabs) {
 // A slab released with trimmed blocks still on its list counts their pages back and clears their
 // markers, so the gauge returns to where it was.
 TEST(AceTrim, SlabReleasedWithTrimmedBlocksKeepsTheGaugeExact) {
-  ace_thread_flush();
-  sp_trim(1);
-  const uint64_t committed_start = hk_stat_get(HK_STAT_OS_BYTES_COMMITTED);
+  const uint64_t committed_start = SettledCommittedBytes(std::vector<size_t>(64, 24 << 10));
   std::vector<void *> blocks;
   for (int i = 0; i < 64; i++) {
     void *block = ace_alloc(24 << 10);
