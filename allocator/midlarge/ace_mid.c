@@ -256,31 +256,25 @@ static uint32_t collect_remote(ss_slab *head) {
 
 // Moves up to `want` free blocks of `head` into `bin`: local list, remote frees, then carving.
 static uint32_t take_blocks(ss_slab *head, ace_bin *bin, uint32_t want) {
+  uint32_t size = head->block_size;
+  uint32_t limit = head->capacity * size;
   uint32_t got = 0;
   while (got < want) {
     void *block = head->free_list;
     if (!block) {
-      if (collect_remote(head) == 0) break;
-      continue;
+      if (collect_remote(head) != 0) continue;
+      // Nothing else free and nothing left to carve: the parked pages come back.
+      if (HK_UNLIKELY(head->carve >= limit && head->trimmed_pages && parks_pages(head))) {
+        ss_slab_unpark_pages(head, &ace_list_ops);
+        continue;
+      }
+      break;
     }
     head->free_list = ace_next(block);
     if (HK_UNLIKELY(head->trimmed_pages) && !parks_pages(head)) untrim_block(head, block);
     hk_link_set(block, bin->head);
     bin->head = block;
     got++;
-  }
-  uint32_t size = head->block_size;
-  uint32_t limit = head->capacity * size;
-  if (HK_UNLIKELY(got < want && head->carve >= limit && head->trimmed_pages && parks_pages(head))) {
-    // Nothing else free and nothing left to carve: the parked pages come back.
-    ss_slab_unpark_pages(head, &ace_list_ops);
-    while (got < want && head->free_list) {
-      void *block = head->free_list;
-      head->free_list = ace_next(block);
-      hk_link_set(block, bin->head);
-      bin->head = block;
-      got++;
-    }
   }
   if (got < want && head->carve < limit) {
     // Carve in address order so consecutive allocations are adjacent.

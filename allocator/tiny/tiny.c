@@ -219,30 +219,24 @@ static uint32_t take_blocks(unsigned class_index, ss_slab *slab, tiny_bin *bin, 
       return count;
     }
   }
+  uint32_t size = slab->block_size;
+  uint32_t limit = slab->capacity * size;
   uint32_t got = 0;
   while (got < want) {
     void *block = slab->free_list;
     if (!block) {
-      if (collect_remote(class_index, slab) == 0) break;
-      continue;
+      if (collect_remote(class_index, slab) != 0) continue;
+      // Nothing else free and nothing left to carve: the parked pages come back.
+      if (HK_UNLIKELY(slab->carve >= limit && slab->trimmed_pages)) {
+        unpark_pages(class_index, slab);
+        continue;
+      }
+      break;
     }
     slab->free_list = tiny_next(block);
     hk_link_set(block, bin->head);
     bin->head = block;
     got++;
-  }
-  uint32_t size = slab->block_size;
-  uint32_t limit = slab->capacity * size;
-  if (HK_UNLIKELY(got < want && slab->carve >= limit && slab->trimmed_pages)) {
-    // Nothing else free and nothing left to carve: the parked pages come back.
-    unpark_pages(class_index, slab);
-    while (got < want && slab->free_list) {
-      void *block = slab->free_list;
-      slab->free_list = tiny_next(block);
-      hk_link_set(block, bin->head);
-      bin->head = block;
-      got++;
-    }
   }
   if (got < want && slab->carve < limit) {
     // Carve in address order: the chain runs first -> ... -> last -> old bin head.
@@ -417,6 +411,18 @@ static void push_remote_chain(ss_slab *slab, void *first, void *last, uint32_t c
   } while (!__atomic_compare_exchange_n(&slab->remote_free, &head, pushed, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 }
 
+// Under the abandoned-list lock, with `slab` abandoned (its owner-only fields are then ours):
+// collects its remote frees and, when no live block is left, takes it off the list and marks it
+// unowned (decided under the lock: a racing reclaim waits on it). 1 when the caller should
+// release it.
+static int take_if_empty(unsigned class_index, ss_slab *slab) {
+  collect_remote(class_index, slab);
+  if (slab->used != 0) return 0;
+  ss_slab_list_unlink(&abandoned[class_index].list, slab);
+  __atomic_store_n(&slab->owner, 0, __ATOMIC_RELAXED);
+  return 1;
+}
+
 // Blocks freed into a slab whose owner exited: under the abandoned-list lock, collect its remote
 // frees and release it if no live block is left, else leave it abandoned. Keeping it instead
 // would route the later frees of its blocks into this thread's bins, where each block pins its
@@ -428,15 +434,10 @@ static void reclaim_if_abandoned(unsigned class_index, ss_slab *slab) {
     abandoned_unlock(class_index);  // adopted meanwhile: the new owner collects
     return;
   }
-  // The slab's owner-only fields are ours while we hold the lock and it is abandoned.
-  collect_remote(class_index, slab);
-  if (slab->used != 0) {
+  if (!take_if_empty(class_index, slab)) {
     abandoned_unlock(class_index);
     return;
   }
-  ss_slab_list_unlink(&abandoned[class_index].list, slab);
-  // Not abandoned any more, decided under the lock (a racing reclaim waits on it).
-  __atomic_store_n(&slab->owner, 0, __ATOMIC_RELAXED);
   abandoned_unlock(class_index);
   COUNT(class_index, slabs_adopted, 1);
   release_slab(class_index, slab);
@@ -585,14 +586,10 @@ size_t tiny_trim(void) {
   for (unsigned c = 0; c < TINY_CLASS_COUNT; c++) {
     if (!__atomic_load_n(&abandoned[c].list.count, __ATOMIC_RELAXED)) continue;
     abandoned_lock(c);
-    // Under the lock, an abandoned slab's owner-only fields are ours (as in reclaim_if_abandoned).
     for (uint32_t ref = abandoned[c].list.head, next; ref; ref = next) {
       ss_slab *slab = ss_slab_from_ref(ref);
       next = ss_slab_list_next(slab);
-      collect_remote(c, slab);
-      if (slab->used == 0) {
-        ss_slab_list_unlink(&abandoned[c].list, slab);
-        __atomic_store_n(&slab->owner, 0, __ATOMIC_RELAXED);
+      if (take_if_empty(c, slab)) {
         release_slab(c, slab);
       } else {
         pages += park_free_pages(c, slab);

@@ -19,32 +19,9 @@
 #include <vector>
 
 #include "allocator/hakmem.h"
+#include "tests/memory_return/footprint.h"
 
 namespace {
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kRssMeaningful = false;
-#else
-constexpr bool kRssMeaningful = true;
-#endif
-
-constexpr double kMiB = 1024.0 * 1024.0;
-
-int64_t ResidentBytes() {
-  FILE *file = fopen("/proc/self/statm", "r");
-  if (!file) return -1;
-  long size = 0, resident = 0;
-  int fields = fscanf(file, "%ld %ld", &size, &resident);
-  fclose(file);
-  if (fields != 2) return -1;
-  return (int64_t)resident * sysconf(_SC_PAGESIZE);
-}
-
-int64_t CommittedBytes() {
-  hakmem_stats stats;
-  hakmem_stats_get(&stats);
-  return (int64_t)stats.bytes_committed;
-}
 
 struct Block {
   unsigned char *data;
