@@ -13,6 +13,7 @@
 #include "allocator/crash_report.h"
 #include "allocator/hakmem_inline.h"
 #include "allocator/os/os.h"
+#include "allocator/slab_engine/slab_engine.h"
 #include "allocator/superslab/shared_pool.h"
 
 void hk_invalid_pointer(const char *call, const void *block) {
@@ -97,10 +98,11 @@ size_t hakmem_malloc_usable_size(void *block) { return hk_usable_size_inline(blo
 
 int hakmem_malloc_trim(size_t pad) {
   (void)pad;
-  // The calling thread's tiny bins hold freed blocks scattered over many slabs; each pins its
-  // slab's pages until the bins are flushed (tests/memory_return: ~11 MiB after a 48 MiB burst).
-  // tiny_trim flushes them, then decommits the pages of sparse slabs that hold no live block;
-  // ace_trim(1) does the same for mid/large slabs (and the pages inside their free blocks).
+  // The calling thread's bins hold freed blocks scattered over many slabs; each pins its slab's
+  // pages until the bins are flushed (tests/memory_return: ~11 MiB after a 48 MiB burst).
+  // tiny_trim flushes them (every class: se_thread_flush), then decommits the pages of sparse
+  // slabs that hold no live block; ace_trim(1) does the same for mid/large slabs (and the pages
+  // inside their free blocks) and expires cached huge memory.
   size_t released = tiny_trim();
   released += ace_trim(1);
   released += sp_trim(1);
@@ -245,7 +247,7 @@ void hakmem_stats_write(int fd, int json) {
 
 // ---- Process set-up ---------------------------------------------------------------------------
 static void before_fork(void) {
-  tiny_prefork();
+  se_prefork();
   ace_prefork();
   sp_prefork();
 }
@@ -253,13 +255,13 @@ static void before_fork(void) {
 static void after_fork_parent(void) {
   sp_postfork_parent();
   ace_postfork_parent();
-  tiny_postfork_parent();
+  se_postfork_parent();
 }
 
 static void after_fork_child(void) {
   sp_postfork_child();
   ace_postfork_child();
-  tiny_postfork_child();
+  se_postfork_child();
 }
 
 // Where HAKMEM_STATS=1 prints: a duplicate of stderr taken at start-up, because programs such as

@@ -44,14 +44,15 @@
   X(SP_LOCK_WAITS, "sp.lock_waits", "acquisitions that waited for another thread's mapping") \
   X(SP_SLABS_DECOMMITTED, "sp.slabs_decommitted", "idle empty slabs of live SuperSlabs decommitted") \
   X(SP_MAINTENANCE_RUNS, "sp.maintenance_runs", "opportunistic aging passes (decommit, cache trim)") \
+  /* Slab engine (tiny and mid classes). */                                               \
+  X(SE_SPANS_ACQUIRED, "se.spans_acquired", "multi-slot spans taken by classes of large blocks") \
+  X(SE_SPANS_RELEASED, "se.spans_released", "multi-slot spans given back to the pool")      \
+  X(SE_PAGES_TRIMMED, "se.pages_trimmed", "pages of slabs in use decommitted by malloc_trim (parked or inside free blocks)") \
   /* Mid/large (ACE) and huge blocks. */                                                   \
-  X(ACE_SPANS_ACQUIRED, "ace.spans_acquired", "multi-slot spans taken by mid/large classes") \
-  X(ACE_SPANS_RELEASED, "ace.spans_released", "multi-slot spans given back to the pool")    \
   X(ACE_CAPACITY_GROWS, "ace.capacity_grows", "per-thread cache capacity doublings")         \
   X(ACE_CAPACITY_SHRINKS, "ace.capacity_shrinks", "per-thread cache capacity halvings")      \
   X(ACE_BUDGET_DENIED, "ace.budget_denied", "cache growths refused by HAKMEM_ACE_CACHE_BUDGET") \
   X(ACE_IDLE_FLUSHES, "ace.idle_flushes", "per-thread class caches emptied because idle")    \
-  X(ACE_PAGES_TRIMMED, "ace.pages_trimmed", "pages inside free mid/large blocks decommitted by malloc_trim") \
   X(ACE_HUGE_MAPPED, "ace.huge_mapped", "new huge mappings")                                 \
   X(ACE_HUGE_UNMAPPED, "ace.huge_unmapped", "huge mappings unmapped")                        \
   X(ACE_HUGE_CACHED, "ace.huge_cached", "freed huge mappings kept in the cache")             \

@@ -19,13 +19,9 @@ _Static_assert(ACE_CLASS_COUNT == 36, "one R4 per four classes");
 
 // A bin pop for a given class (ace_alloc computes the class from the size).
 static inline void *alloc_class(unsigned c) {
-  ace_bin *bin = &ace_thread.bins[c];
-  void *block = bin->head;
+  void *block = se_bin_pop(ace_bin_of(c));
   if (HK_LIKELY(block != NULL)) {
-    bin->head = ace_next(block);
-    bin->count--;
-    bin->hits++;
-    hk_block_mark_used(block);
+    ace_bin_hits[c]++;
     return block;
   }
   return ace_alloc_refill(c);
@@ -66,7 +62,7 @@ void *ace_alloc_growable(size_t size) {
 
 void *ace_resize(void *block, ss_slab *slab, size_t new_size) {
   if (!slab) return ace_huge_resize(block, new_size);
-  size_t size = ace_slab_head(slab)->block_size;
+  size_t size = ss_slab_head(slab)->block_size;
   // In place while it fits and wastes at most half the block; beyond that a smaller class
   // (or tiny) keeps memory better and the copy is cheap.
   if (new_size <= size && new_size > size / 2) return block;
@@ -81,29 +77,31 @@ size_t ace_trim(int force) {
   return bytes;
 }
 
-void ace_prefork(void) {
-  ace_mid_prefork();
-  ace_huge_prefork();
-}
+void ace_prefork(void) { ace_huge_prefork(); }
 
-void ace_postfork_parent(void) {
-  ace_huge_postfork_parent();
-  ace_mid_postfork();
-}
+void ace_postfork_parent(void) { ace_huge_postfork_parent(); }
 
-void ace_postfork_child(void) {
-  ace_huge_postfork_child();
-  ace_mid_postfork();
-}
+void ace_postfork_child(void) { ace_huge_postfork_child(); }
 
 void ace_stats_get(ace_stats *out) {
   memset(out, 0, sizeof(*out));
-  if (ace_thread.owner_id) ace_fold_hits();
+  if (ace_thread_started()) ace_fold_hits();
+  se_class_stats engine[ACE_CLASS_COUNT];
+  se_stats_get(ACE_KIND_BASE, ACE_CLASS_COUNT, engine);
   for (unsigned c = 0; c < ACE_CLASS_COUNT; c++) {
     const uint64_t *source = (const uint64_t *)&ace_class_counters[c];
     uint64_t *target = (uint64_t *)&out->classes[c];
     for (size_t i = 0; i < sizeof(ace_class_stats) / sizeof(uint64_t); i++)
       target[i] = __atomic_load_n(&source[i], __ATOMIC_RELAXED);  // relaxed: counters only add up
+    // The block and slab movements are the engine's counters.
+    ace_class_stats *mine = &out->classes[c];
+    mine->blocks_refilled = engine[c].blocks_refilled;
+    mine->blocks_flushed = engine[c].blocks_flushed;
+    mine->remote_frees = engine[c].remote_frees;
+    mine->slabs_acquired = engine[c].slabs_acquired;
+    mine->slabs_released = engine[c].slabs_released;
+    mine->slabs_abandoned = engine[c].slabs_abandoned;
+    mine->slabs_adopted = engine[c].slabs_adopted;
   }
   out->budget_used = ace_budget_used();
   out->budget_limit = ace_budget_limit();

@@ -6,11 +6,12 @@
 // slot count chosen per class so the slab holds >= 8 blocks (>= 2 for the largest classes) with
 // under 1/32 tail waste. See docs/midlarge.md for the table, the waste bound and the policy.
 //
-// Each thread keeps per class a cache ("bin") of free blocks. The inline fast paths below (a
-// bin hit; a free into a slab the calling thread owns while its bin has room) take no lock, do
-// no atomic read-modify-write, make no syscall and call nothing out of line. The adaptive cache
-// engine (ace_adaptive.c) sizes each bin from its misses and overflows, shrinks it when the
-// class goes idle, and bounds the sum of all bins by a global byte budget.
+// The classes are the slab engine's (slab_engine.h) ACE_KIND_BASE + class: the engine keeps each
+// thread's bins and moves every block. The inline fast paths below (a bin hit; a free into a slab
+// the calling thread owns while its bin has room) take no lock, do no atomic read-modify-write,
+// make no syscall and call nothing out of line. ACE's own part is the class table (ace_mid.c) and
+// the adaptive cache engine (ace_adaptive.c), which sizes each bin from its misses and overflows,
+// shrinks it when the class goes idle, and bounds the sum of all bins by a global byte budget.
 //
 // Huge blocks up to 32 MiB are carved from the huge arena (ace_huge_arena.c): a few 128 MiB
 // regions whose freed pages stay committed, within bounds, for the next huge block of any size;
@@ -26,6 +27,7 @@
 #include <stdint.h>
 
 #include "allocator/base/freelist.h"
+#include "allocator/slab_engine/slab_engine.h"
 #include "allocator/superslab/registry.h"
 
 #ifdef __cplusplus
@@ -44,21 +46,12 @@ extern "C" {
 #define ACE_ARENA_MAX_ALIGNMENT ((size_t)1 << 20)   // larger alignments too
 #define ACE_ARENA_MIN_SIZE ((size_t)128 << 10)      // arena blocks are longer (see ace_alloc_growable)
 
-// A per-thread cache of free blocks of one class.
-typedef struct {
-  void *head;         // first free block; each block's first word points to the next
-  uint32_t count;     // blocks in the list
-  uint32_t capacity;  // a free beyond this flushes blocks back to the slabs (adapted by ACE)
-  uint64_t hits;      // allocations served by the bin since the last fold into the counters
-} ace_bin;
+// The calling thread's bin of class `c` (its capacity adapted by ACE).
+static inline se_bin *ace_bin_of(unsigned c) { return &se_thread.bins[ACE_KIND_BASE + c]; }
 
-// The calling thread's state read by the fast paths (initial-exec TLS: one fixed offset).
-typedef struct {
-  ace_bin bins[ACE_CLASS_COUNT];
-  uint64_t owner_id;  // this thread's id in slab owner fields; 0 until the first refill
-} ace_thread_cache;
-
-extern __thread ace_thread_cache ace_thread __attribute__((tls_model("initial-exec")));
+// Allocations served by the calling thread's bins since the last fold into the counters (the
+// fast path's activity mark, read by the adaptive engine). Initial-exec TLS: one fixed offset.
+extern __thread uint64_t ace_bin_hits[ACE_CLASS_COUNT] __attribute__((tls_model("initial-exec")));
 
 // Per-class counters summed over threads (relaxed atomics, slow paths only; collected when
 // HAKMEM_STATS is on, except hits, which threads fold in at refills and exit).
@@ -126,24 +119,6 @@ static inline size_t ace_class_size(unsigned c) { return (size_t)ACE_CLASS_SIZE(
 void *ace_alloc_refill(unsigned class_index);
 void ace_free_slow(void *block, ss_slab *head);
 void *ace_huge_alloc(size_t size, size_t alignment);
-// Report the bad pointer and abort. Not declared noreturn: free reaches them by a tail jump, so its
-// fast path needs no stack frame (gcc makes a noreturn call a real call, with the stack aligned).
-__attribute__((cold)) void ace_invalid_free(void *block, const char *call);
-__attribute__((cold)) void ace_double_free(void *block, const char *call);
-__attribute__((noreturn, cold)) void ace_corrupted_list(const void *block);
-
-// The next free block after `block` (hardened build: decoded, and checked to be one of ours).
-static inline void *ace_next(const void *block) {
-  void *next = hk_link_get(block);
-#if HK_HARDENED
-  if (next && (((uintptr_t)next & 15) != 0 || !ss_registry_find(next))) ace_corrupted_list(block);
-#endif
-  return next;
-}
-
-// The slab metadata that carries a block's state: the slot itself, or the head of its span. A
-// slab's span_head is its own index, so this needs no branch.
-static inline ss_slab *ace_slab_head(ss_slab *slab) { return &ss_slab_superslab(slab)->slabs[slab->span_head]; }
 
 // ACE's word in the `user_tag` field of a slab or span head it holds: the address of the first block
 // (bits 0..47) and the class + 1 (bits 56..63). 0 while ACE does not hold it (the pool resets the
@@ -176,13 +151,9 @@ static inline int ace_is_block_start(const void *block, const ss_slab *head, uin
 static inline void *ace_alloc(size_t size) {
   if (__builtin_expect(size > ACE_HUGE_THRESHOLD, 0)) return ace_huge_alloc(size, 0);
   unsigned c = ace_size_to_class(size);
-  ace_bin *bin = &ace_thread.bins[c];
-  void *block = bin->head;
+  void *block = se_bin_pop(ace_bin_of(c));
   if (__builtin_expect(block != NULL, 1)) {
-    bin->head = ace_next(block);
-    bin->count--;
-    bin->hits++;
-    hk_block_mark_used(block);
+    ace_bin_hits[c]++;
     return block;
   }
   return ace_alloc_refill(c);
@@ -207,7 +178,7 @@ void *ace_alloc_aligned(size_t alignment, size_t size);
 static inline int ace_owns_head(const ss_slab *head) { return head->user_tag != 0; }
 
 // True for a slab or span slot whose head ACE holds.
-static inline int ace_owns_slab(const ss_slab *slab) { return ace_owns_head(ace_slab_head((ss_slab *)slab)); }
+static inline int ace_owns_slab(const ss_slab *slab) { return ace_owns_head(ss_slab_head((ss_slab *)slab)); }
 
 // Frees `block` (head = ss_registry_lookup_head(block), one ACE owns). An interior or stale
 // pointer reports "<call>(): invalid pointer ..." and aborts.
@@ -215,24 +186,15 @@ static inline void ace_free(void *block, ss_slab *head, const char *call) {
   uint64_t word = head->user_tag;
   unsigned c = ace_head_class(word);
   if (__builtin_expect(!ace_is_block_start(block, head, word, c), 0)) {
-    ace_invalid_free(block, call);
+    se_invalid_free(block, call);
     return;
   }
   if (HK_HARDENED && __builtin_expect(hk_block_is_marked_free(block), 0)) {
-    ace_double_free(block, call);
+    se_double_free(block, call);
     return;
   }
   hk_block_mark_free(block);
-  ace_bin *bin = &ace_thread.bins[c];
-  // Relaxed: only this thread ever stores its own id, so equality is stable; any other value
-  // routes the block to the slow path.
-  uint64_t owner = __atomic_load_n(&head->owner, __ATOMIC_RELAXED);
-  if (__builtin_expect(owner == ace_thread.owner_id && bin->count < bin->capacity, 1)) {
-    hk_link_set(block, bin->head);
-    bin->head = block;
-    bin->count++;
-    return;
-  }
+  if (__builtin_expect(se_bin_push_own(ace_bin_of(c), block, head), 1)) return;
   ace_free_slow(block, head);
 }
 
@@ -242,7 +204,7 @@ int ace_huge_free(void *block);
 // Exact usable bytes of a block of a slab/span of ACE's (its class size).
 static inline size_t ace_usable_size(const void *block, const ss_slab *slab) {
   (void)block;
-  return ace_slab_head((ss_slab *)slab)->block_size;
+  return ss_slab_head((ss_slab *)slab)->block_size;
 }
 
 // Usable bytes of a live huge block (from its start to its mapping's end), 0 when not one.
@@ -258,9 +220,6 @@ void *ace_resize(void *block, ss_slab *slab, size_t new_size);
 // that still hold live ones (the calling thread's and abandoned slabs); they fault back in when
 // the block is used again. Returns the bytes released.
 size_t ace_trim(int force);
-
-// Flushes the calling thread's bins and gives up its slabs (thread exit does this too).
-void ace_thread_flush(void);
 
 // fork(): hold ACE's locks across it; the child resets them.
 void ace_prefork(void);

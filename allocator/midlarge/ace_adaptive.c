@@ -15,6 +15,7 @@
 #include "allocator/base/stats.h"
 #include "allocator/midlarge/ace.h"
 #include "allocator/midlarge/ace_internal.h"
+#include "allocator/slab_engine/slab_engine.h"
 #include "allocator/superslab/registry.h"
 
 // Bytes of bin capacity granted to all threads now. Relaxed CAS: it orders nothing, it only
@@ -43,13 +44,13 @@ void ace_adapt_thread_start(void) {
   uint64_t floors = 0;
   uint64_t now = ss_clock_ms();
   for (unsigned c = 0; c < ACE_CLASS_COUNT; c++) {
-    ace_thread.bins[c].capacity = ace_classes[c].cap_min;
+    ace_bin_of(c)->capacity = ace_classes[c].cap_min;
     floors += (uint64_t)ace_classes[c].cap_min * ace_classes[c].block_size;
     ace_class_state *state = &ace_slow.classes[c];
     state->events = 0;
     state->quiet_epochs = 0;
     state->last_active_ms = now;
-    state->hits_seen = ace_thread.bins[c].hits;
+    state->hits_seen = ace_bin_hits[c];
   }
   // Floors are always granted (a thread must be able to cache something); they count against
   // the budget so growth elsewhere sees them.
@@ -60,14 +61,14 @@ void ace_adapt_thread_start(void) {
 }
 
 void ace_adapt_thread_stop(void) {
-  for (unsigned c = 0; c < ACE_CLASS_COUNT; c++) ace_thread.bins[c].capacity = 0;
+  // The engine zeroes the bins' capacities itself (a thread flush).
   if (ace_slow.budget_held) budget_give(ace_slow.budget_held);
 }
 
 void ace_adapt_event(unsigned c) {
   ace_class_state *state = &ace_slow.classes[c];
   if ((++state->events & 1) != 0) return;  // every second event in an epoch
-  ace_bin *bin = &ace_thread.bins[c];
+  se_bin *bin = ace_bin_of(c);
   const ace_class_info *info = &ace_classes[c];
   if (bin->capacity >= info->cap_max) return;
   uint32_t grown = bin->capacity * 2;
@@ -84,7 +85,7 @@ void ace_adapt_event(unsigned c) {
 
 // Halves class c's capacity (not below the floor) and returns the excess blocks.
 static size_t shrink(unsigned c) {
-  ace_bin *bin = &ace_thread.bins[c];
+  se_bin *bin = ace_bin_of(c);
   const ace_class_info *info = &ace_classes[c];
   if (bin->capacity <= info->cap_min) return 0;
   uint32_t shrunk = bin->capacity / 2;
@@ -93,16 +94,16 @@ static size_t shrink(unsigned c) {
   bin->capacity = shrunk;
   ACE_COUNT(c, capacity_shrinks, 1);
   hk_stat_add(HK_STAT_ACE_CAPACITY_SHRINKS, 1);
-  return bin->count > shrunk ? ace_flush_bin(c, bin->count - shrunk) : 0;
+  return bin->count > shrunk ? se_flush_bin(ACE_KIND_BASE + c, bin->count - shrunk) : 0;
 }
 
 // Empties class c's bin and releases its slabs when idle; resets its capacity to the floor.
 static size_t idle_flush(unsigned c) {
-  ace_bin *bin = &ace_thread.bins[c];
-  if (!bin->count && !ace_slow.classes[c].current) return 0;
+  se_bin *bin = ace_bin_of(c);
+  if (!bin->count && !se_has_current_slab(ACE_KIND_BASE + c)) return 0;
   size_t released = 0;
   while (bin->capacity > ace_classes[c].cap_min) released += shrink(c);
-  released += ace_flush_class(c);
+  released += se_flush_class(ACE_KIND_BASE + c);
   ACE_COUNT(c, idle_flushes, 1);
   hk_stat_add(HK_STAT_ACE_IDLE_FLUSHES, 1);
   return released;
@@ -111,7 +112,7 @@ static size_t idle_flush(unsigned c) {
 // Marks classes used since the last look as active at `now`.
 static void observe(unsigned c, uint64_t now) {
   ace_class_state *state = &ace_slow.classes[c];
-  uint64_t hits = ace_thread.bins[c].hits;
+  uint64_t hits = ace_bin_hits[c];
   if (state->events || hits != state->hits_seen) {
     state->last_active_ms = now;
     state->quiet_epochs = 0;
@@ -140,13 +141,13 @@ void ace_adapt_tick(void) {
 }
 
 size_t ace_adapt_trim(int force) {
-  if (ace_thread.owner_id == 0) return 0;
+  if (!ace_thread_started()) return 0;
   uint64_t now = ss_clock_ms();
   uint64_t idle = (uint64_t)hk_config_int(HK_OPT_ACE_IDLE_MS);
   size_t released = 0;
   for (unsigned c = 0; c < ACE_CLASS_COUNT; c++) {
     ace_class_state *state = &ace_slow.classes[c];
-    uint64_t hits = ace_thread.bins[c].hits;
+    uint64_t hits = ace_bin_hits[c];
     if (state->events || hits != state->hits_seen) {
       // Used since the last tick. Slow paths read the clock every 16 calls, so their last
       // reading approximates the last use (bin hits after it are not timed: a class that is

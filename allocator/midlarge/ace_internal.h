@@ -8,7 +8,6 @@
 
 #include "allocator/midlarge/ace.h"
 #include "allocator/superslab/registry.h"
-#include "allocator/superslab/slab_list.h"
 
 // Geometry and cache bounds of one class, computed once (ace_classes_init).
 typedef struct {
@@ -24,15 +23,13 @@ extern ace_class_info ace_classes[ACE_CLASS_COUNT];
 // Computes ace_classes once (thread-safe, lock-free after the first call).
 void ace_classes_init(void);
 
-// Per-thread, per-class slow-path state (kept out of ace_thread so the fast TLS stays small).
+// Per-thread, per-class adaptive state (the engine keeps the slabs).
 typedef struct {
-  ss_slab *current;        // the slab refills take blocks from; on no list
-  ss_slab_list owned;     // the thread's other slabs of this class
   uint32_t events;         // misses + overflows in the current epoch
   uint32_t quiet_epochs;   // consecutive epochs without a miss or an overflow
   uint64_t last_active_ms; // last time an epoch tick (or trim) saw the class used
-  uint64_t hits_seen;      // bin->hits at that time (hits are the fast path's activity mark)
-  uint64_t hits_folded;    // bin->hits already added to the counters
+  uint64_t hits_seen;      // ace_bin_hits at that time (hits are the fast path's activity mark)
+  uint64_t hits_folded;    // ace_bin_hits already added to the counters
 } ace_class_state;
 
 typedef struct {
@@ -58,19 +55,14 @@ extern int ace_stats_enabled;  // HAKMEM_STATS != 0, stored at each thread's set
 // Folds the calling thread's bin hit counts into the counters.
 void ace_fold_hits(void);
 
-// ---- Mid/large slabs (ace_mid.c) ---------------------------------------------------------------
-// Sets up the calling thread (owner id, exit key, bin capacities).
-void ace_thread_init(void);
-// Returns `count` blocks from the head of bin `c` to their slabs; empty non-current slabs go
-// back to the pool. Returns the bytes of slabs released.
-size_t ace_flush_bin(unsigned c, uint32_t count);
-// Empties bin `c` and releases the current slab when it has no live block. Returns bytes released.
-size_t ace_flush_class(unsigned c);
+// ---- Mid/large classes (ace_mid.c) -------------------------------------------------------------
+// True when ACE started on the calling thread (bins given capacities, budget charged) since its
+// last flush.
+int ace_thread_started(void);
 // A fresh block of class `c` from never-used pages of a known-zero slab, or NULL.
 void *ace_take_zeroed(unsigned c);
-// malloc_trim: decommits the pages inside the free blocks on the local lists of the calling
-// thread's slabs and of abandoned slabs (other live threads' slabs are left alone). Returns the
-// bytes decommitted.
+// malloc_trim: gives back the free pages of the calling thread's and abandoned slabs of ACE's
+// classes (se_trim; other live threads' slabs are left alone). Returns the bytes decommitted.
 size_t ace_trim_free_blocks(void);
 
 // ---- Adaptive cache engine (ace_adaptive.c) -----------------------------------------------------
@@ -88,9 +80,6 @@ void ace_adapt_thread_stop(void);
 // Bytes granted now, and the limit.
 uint64_t ace_budget_used(void);
 uint64_t ace_budget_limit(void);
-
-void ace_mid_prefork(void);
-void ace_mid_postfork(void);
 
 // ---- Huge arena (ace_huge_arena.c): every call with ace_huge.c's lock held -------------------
 

@@ -70,7 +70,7 @@ void Free(void *block) {
   if (slab) {
     ASSERT_TRUE(ace_owns_slab(slab)) << block;
     ss_slab *head = ss_registry_lookup_head(block);
-    ASSERT_EQ(head, ace_slab_head(slab)) << block;
+    ASSERT_EQ(head, ss_slab_head(slab)) << block;
     ASSERT_TRUE(ace_owns_head(head)) << block;
     ace_free(block, head, "free");
   } else {
@@ -169,7 +169,7 @@ TEST(AceClasses, SlabGeometryHoldsEnoughBlocksWithLittleTailWaste) {
     ss_slab *slab = ss_registry_lookup(block);
     ASSERT_NE(slab, nullptr);
     ASSERT_TRUE(ace_owns_slab(slab));
-    ss_slab *head = ace_slab_head(slab);
+    ss_slab *head = ss_slab_head(slab);
     EXPECT_EQ(head->block_size, size);
     EXPECT_EQ(ace_usable_size(block, slab), size);
     size_t usable = ss_slab_usable_size(head);
@@ -342,7 +342,7 @@ void CrossThread(int threads) {
           Free(own);
         }
       }
-      ace_thread_flush();
+      se_thread_flush();
     });
   }
   for (auto &w : workers) w.join();
@@ -370,7 +370,7 @@ TEST(AceThreads, ExitedThreadsSlabsAreAdoptedOrReleased) {
 
 TEST(AceAdaptive, CachesGrowOnMissesAndShrinkWhenIdle) {
   ScopedConfig config({"HAKMEM_ACE_EPOCH_MS=10", "HAKMEM_ACE_IDLE_MS=100000"});
-  ace_thread_flush();
+  se_thread_flush();
   uint64_t grows = ClassTotal(&ace_class_stats::capacity_grows);
   const size_t size = 3000;
   unsigned c = ace_size_to_class(size);
@@ -381,8 +381,8 @@ TEST(AceAdaptive, CachesGrowOnMissesAndShrinkWhenIdle) {
     blocks.clear();
   }
   EXPECT_GT(ClassTotal(&ace_class_stats::capacity_grows), grows);
-  EXPECT_GT(ace_thread.bins[c].capacity, 8u);
-  uint32_t grown = ace_thread.bins[c].capacity;
+  EXPECT_GT(ace_bin_of(c)->capacity, 8u);
+  uint32_t grown = ace_bin_of(c)->capacity;
   // Class c goes quiet; another class keeps missing, which runs the epoch ticks.
   uint64_t shrinks = ClassTotal(&ace_class_stats::capacity_shrinks);
   for (int round = 0; round < 30; round++) {
@@ -392,27 +392,27 @@ TEST(AceAdaptive, CachesGrowOnMissesAndShrinkWhenIdle) {
     blocks.clear();
   }
   EXPECT_GT(ClassTotal(&ace_class_stats::capacity_shrinks), shrinks);
-  EXPECT_LT(ace_thread.bins[c].capacity, grown);
+  EXPECT_LT(ace_bin_of(c)->capacity, grown);
   ace_stats stats = Stats();
   EXPECT_LE(stats.budget_used, stats.budget_limit);
-  ace_thread_flush();
+  se_thread_flush();
 }
 
 TEST(AceAdaptive, BudgetBoundsGrowth) {
   ScopedConfig config({"HAKMEM_ACE_CACHE_BUDGET=1"});
-  ace_thread_flush();
+  se_thread_flush();
   uint64_t denied = ClassTotal(&ace_class_stats::budget_denied);
   std::vector<void *> blocks;
   for (int i = 0; i < 100; i++) blocks.push_back(ace_alloc(9000));
   for (void *b : blocks) Free(b);
   EXPECT_GT(ClassTotal(&ace_class_stats::budget_denied), denied);
-  EXPECT_LE(ace_thread.bins[ace_size_to_class(9000)].capacity, 8u);
-  ace_thread_flush();
+  EXPECT_LE(ace_bin_of(ace_size_to_class(9000))->capacity, 8u);
+  se_thread_flush();
 }
 
 TEST(AceAdaptive, RssReturnsAfterABurst) {
   ScopedConfig config({"HAKMEM_SS_DECOMMIT_DELAY_MS=20", "HAKMEM_ACE_IDLE_MS=20", "HAKMEM_ACE_EPOCH_MS=10"});
-  ace_thread_flush();
+  se_thread_flush();
   sp_trim(1);
 #ifdef HK_TSAN
   // TSan's shadow of the touched pages stays resident after they are decommitted, so RSS says
@@ -455,7 +455,7 @@ uint64_t SettledCommittedBytes(const std::vector<size_t> &sizes) {
   for (size_t size : sizes) blocks.push_back(ace_alloc(size));
   for (void *block : blocks) Free(block);
   ace_trim(1);
-  ace_thread_flush();
+  se_thread_flush();
   sp_trim(1);
   return hk_stat_get(HK_STAT_OS_BYTES_COMMITTED);
 }
@@ -485,17 +485,17 @@ TEST(AceTrim, ForcedTrimDecommitsPagesInsideFreeBlocks) {
       freed_bytes += blocks[i].second;
     }
   }
-  uint64_t trimmed_before = hk_stat_get(HK_STAT_ACE_PAGES_TRIMMED);
+  uint64_t trimmed_before = hk_stat_get(HK_STAT_SE_PAGES_TRIMMED);
   uint64_t decommitted_before = hk_stat_get(HK_STAT_OS_BYTES_DECOMMITTED_TOTAL);
   ace_trim(1);
-  uint64_t pages = hk_stat_get(HK_STAT_ACE_PAGES_TRIMMED) - trimmed_before;
+  uint64_t pages = hk_stat_get(HK_STAT_SE_PAGES_TRIMMED) - trimmed_before;
   // Most freed blocks stay on slabs that hold a live one (one block in eight is kept); their
   // interiors are most of their bytes.
   EXPECT_GT(pages * 4096, freed_bytes / 4) << pages << " pages of " << freed_bytes << " freed bytes";
   EXPECT_GE(hk_stat_get(HK_STAT_OS_BYTES_DECOMMITTED_TOTAL) - decommitted_before, pages * 4096);
-  EXPECT_EQ(hk_stat_get(HK_STAT_ACE_PAGES_TRIMMED) - trimmed_before, pages);
+  EXPECT_EQ(hk_stat_get(HK_STAT_SE_PAGES_TRIMMED) - trimmed_before, pages);
   ace_trim(1);
-  EXPECT_EQ(hk_stat_get(HK_STAT_ACE_PAGES_TRIMMED) - trimmed_before, pages) << "trimmed blocks are not trimmed twice";
+  EXPECT_EQ(hk_stat_get(HK_STAT_SE_PAGES_TRIMMED) - trimmed_before, pages) << "trimmed blocks are not trimmed twice";
   for (auto &[block, size] : kept) ASSERT_TRUE(Verify(block, size, 3)) << block;
 
   // The same sizes again: trimmed blocks come back (their pages fault in as zero) and hold data.
@@ -511,7 +511,7 @@ TEST(AceTrim, ForcedTrimDecommitsPagesInsideFreeBlocks) {
   for (auto &[block, size] : again) ASSERT_TRUE(Verify(block, size, 4)) << block;
   for (auto &[block, size] : kept) Free(block);
   for (auto &[block, size] : again) Free(block);
-  ace_thread_flush();
+  se_thread_flush();
   sp_trim(1);
   // Every trimmed page was counted back (as its block left a slab's list, or with its slab).
   EXPECT_EQ(hk_stat_get(HK_STAT_OS_BYTES_COMMITTED), committed_start);
@@ -537,9 +537,9 @@ TEST(AceTrim, ForcedTrimParksFreePagesOfSmallClassSlabs) {
       Free(blocks[i]);
     }
   }
-  uint64_t trimmed_before = hk_stat_get(HK_STAT_ACE_PAGES_TRIMMED);
+  uint64_t trimmed_before = hk_stat_get(HK_STAT_SE_PAGES_TRIMMED);
   ace_trim(1);
-  uint64_t pages = hk_stat_get(HK_STAT_ACE_PAGES_TRIMMED) - trimmed_before;
+  uint64_t pages = hk_stat_get(HK_STAT_SE_PAGES_TRIMMED) - trimmed_before;
   // A live 2 KiB block every 20 KiB: 10 or 11 of a slab's 16 pages hold none.
   EXPECT_GE(pages, 20u * 8) << "most pages of the sparse slabs hold no live block";
   for (void *block : kept) ASSERT_TRUE(Verify(block, size, 6)) << block;
@@ -557,7 +557,7 @@ TEST(AceTrim, ForcedTrimParksFreePagesOfSmallClassSlabs) {
   for (void *block : kept) ASSERT_TRUE(Verify(block, size, 6)) << block;
   for (void *block : again) ASSERT_TRUE(Verify(block, size, 7)) << block;
   for (void *block : all) Free(block);
-  ace_thread_flush();
+  se_thread_flush();
   sp_trim(1);
   EXPECT_EQ(hk_stat_get(HK_STAT_OS_BYTES_COMMITTED), committed_start);
 }
@@ -575,11 +575,11 @@ TEST(AceTrim, SlabReleasedWithTrimmedBlocksKeepsTheGaugeExact) {
   }
   for (size_t i = 0; i < blocks.size(); i++)
     if (i % 4 != 0) Free(blocks[i]);
-  uint64_t trimmed_before = hk_stat_get(HK_STAT_ACE_PAGES_TRIMMED);
+  uint64_t trimmed_before = hk_stat_get(HK_STAT_SE_PAGES_TRIMMED);
   ace_trim(1);
-  EXPECT_GT(hk_stat_get(HK_STAT_ACE_PAGES_TRIMMED), trimmed_before);
+  EXPECT_GT(hk_stat_get(HK_STAT_SE_PAGES_TRIMMED), trimmed_before);
   for (size_t i = 0; i < blocks.size(); i += 4) Free(blocks[i]);  // the slabs' last blocks
-  ace_thread_flush();
+  se_thread_flush();
   sp_trim(1);
   EXPECT_EQ(hk_stat_get(HK_STAT_OS_BYTES_COMMITTED), committed_start);
 }

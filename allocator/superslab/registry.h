@@ -169,6 +169,10 @@ static inline ss_slab *ss_slab_from_pointer_unchecked(const void *pointer) {
 // The SuperSlab a slab's metadata belongs to.
 static inline ss_superslab *ss_slab_superslab(const ss_slab *slab) { return ss_from_pointer_unchecked(slab); }
 
+// The metadata that carries a block's state: the slab itself, or the head of its span. A slab's
+// span_head is its own index, so this needs no branch.
+static inline ss_slab *ss_slab_head(ss_slab *slab) { return &ss_slab_superslab(slab)->slabs[slab->span_head]; }
+
 // The first usable byte of a slab (slab 0 starts after the header page).
 static inline void *ss_slab_base(const ss_slab *slab) {
   uintptr_t start = (uintptr_t)ss_slab_superslab(slab) + ((uintptr_t)slab->index << SS_SLAB_SIZE_LOG2);

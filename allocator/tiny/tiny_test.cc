@@ -119,7 +119,7 @@ TEST(Tiny, AllocFreePatternsKeepData) {
 // free blocks while the live blocks keep their data; allocating again takes the pages back, and
 // the blocks handed out never overlap a live one.
 TEST(Tiny, TrimParksFreePagesOfSparseSlabsAndTakesThemBack) {
-  tiny_thread_flush();  // the thread's bins start empty
+  se_thread_flush();  // the thread's bins start empty
   const size_t size = 1000;
   const unsigned c = tiny_size_to_class(size);
   std::vector<void *> blocks(64 * 40);  // about 40 slabs of this class
@@ -174,7 +174,7 @@ TEST(Tiny, TrimParksFreePagesOfSparseSlabsAndTakesThemBack) {
 // A slab whose parked pages never come back is released whole when its last live block is
 // freed, and the released pages are counted as taken back.
 TEST(Tiny, TrimmedSlabIsReleasedWhenItsLastBlockIsFreed) {
-  tiny_thread_flush();
+  se_thread_flush();
   const size_t size = 512;
   const unsigned c = tiny_size_to_class(size);
   std::vector<void *> blocks(128 * 4);  // four slabs of this class
@@ -224,14 +224,14 @@ TEST(Tiny, TrimRacesWithFreesIntoAbandonedSlabs) {
       ASSERT_NE(block, nullptr);
       Fill(block, size, 31);
     }
-    tiny_thread_flush();  // what thread exit does: the slabs are abandoned with their blocks live
+    se_thread_flush();  // what thread exit does: the slabs are abandoned with their blocks live
   });
   owner.join();
   std::atomic<bool> done{false};
   std::thread freer([&] {
     for (size_t i = 0; i < blocks.size(); i++)
       if (i % 10 != 0) Free(blocks[i]);
-    tiny_thread_flush();
+    se_thread_flush();
     done = true;
   });
   std::thread trimmer([&] {
@@ -244,7 +244,7 @@ TEST(Tiny, TrimRacesWithFreesIntoAbandonedSlabs) {
     ASSERT_TRUE(Verify(blocks[i], size, 31)) << blocks[i];
     Free(blocks[i]);
   }
-  tiny_thread_flush();
+  se_thread_flush();
 }
 
 TEST(Tiny, UsableSizeIsTheClassSize) {
@@ -325,7 +325,7 @@ void CrossThreadFrees(int thread_count) {
   // took the remote path only if another thread adopted the slab first; all blocks came back.
   (void)remote_before;
   (void)remote_after;
-  for (unsigned c = 0; c < TINY_CLASS_COUNT; c++) EXPECT_EQ(tiny_abandoned_count(c), 0u) << "class " << c;
+  for (unsigned c = 0; c < TINY_CLASS_COUNT; c++) EXPECT_EQ(se_abandoned_count(c), 0u) << "class " << c;
 }
 
 TEST(Tiny, TwoThreadsCrossThreadFrees) { CrossThreadFrees(2); }
@@ -348,7 +348,7 @@ TEST(Tiny, ThreadExitAbandonsAndOtherThreadsAdopt) {
     }).join();
   };
   allocate_and_exit();
-  ASSERT_GE(tiny_abandoned_count(class_index), 1u);
+  ASSERT_GE(se_abandoned_count(class_index), 1u);
   // Refill route: a fresh thread allocating the class takes the abandoned slab (whose unused
   // blocks the exiting thread flushed back), not a pool slab.
   tiny_class_stats before = Totals(class_index);
@@ -363,7 +363,7 @@ TEST(Tiny, ThreadExitAbandonsAndOtherThreadsAdopt) {
   for (void *block : blocks) ASSERT_TRUE(Verify(block, 200, 9));
 
   // Free route: the blocks' slab is abandoned again (the adopter exited); this thread frees them.
-  ASSERT_GE(tiny_abandoned_count(class_index), 1u);
+  ASSERT_GE(se_abandoned_count(class_index), 1u);
   before = Totals(class_index);
   for (void *block : blocks) {
     ASSERT_TRUE(Verify(block, 200, 9));
@@ -371,7 +371,7 @@ TEST(Tiny, ThreadExitAbandonsAndOtherThreadsAdopt) {
   }
   after = Totals(class_index);
   EXPECT_GE(after.slabs_adopted - before.slabs_adopted, 1u);
-  EXPECT_EQ(tiny_abandoned_count(class_index), 0u);
+  EXPECT_EQ(se_abandoned_count(class_index), 0u);
 }
 
 // A slab whose blocks are all freed by other threads goes back to the pool.
@@ -390,10 +390,10 @@ TEST(Tiny, SlabEmptiedByRemoteFreesReturnsToThePool) {
   tiny_class_stats after = Totals(class_index);
   EXPECT_GE(after.remote_collected - before.remote_collected, 1u);
   for (void *block : again) Free(block);
-  tiny_thread_flush();
+  se_thread_flush();
   tiny_class_stats end = Totals(class_index);
   EXPECT_GE(end.slabs_released - before.slabs_released, 5u);
-  EXPECT_EQ(tiny_abandoned_count(class_index), 0u);
+  EXPECT_EQ(se_abandoned_count(class_index), 0u);
 }
 
 // A thread's refills of a class start small and double: a thread that allocates a few blocks
@@ -430,7 +430,7 @@ TEST(Tiny, RemoteFreesReturnToTheOwnerBinInOneRefill) {
   std::thread([&] {
     const uint32_t bin_capacity = [&] {  // the thread's bin exists once it has allocated
       Free(tiny_alloc(size));
-      return tiny_thread.bins[class_index].capacity;
+      return tiny_bin_of(class_index)->capacity;
     }();
     ASSERT_GT(bin_capacity, 0u);
     // Allocate until some slab has handed every block to us; those are the ones to free.

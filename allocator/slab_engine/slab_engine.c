@@ -1,0 +1,569 @@
+// The slab engine's slow paths: refill, flush, remote free, thread set-up and exit, adoption,
+// trim. The overview and the inline fast paths are in slab_engine.h.
+#define _GNU_SOURCE
+#include "allocator/slab_engine/slab_engine.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "allocator/base/bits.h"
+#include "allocator/base/config.h"
+#include "allocator/base/report.h"
+#include "allocator/base/stats.h"
+#include "allocator/os/os.h"
+#include "allocator/slab_engine/slab_engine_internal.h"
+#include "allocator/superslab/shared_pool.h"
+#include "allocator/superslab/slab_list.h"
+
+__thread se_thread_cache se_thread __attribute__((tls_model("initial-exec")));
+
+static uint64_t next_owner_id = 2;  // relaxed fetch_add: ids only need to be unique
+
+// ---- Classes ------------------------------------------------------------------------------------
+typedef struct {
+  uint32_t block_size;  // 0 until defined
+  uint32_t slots;       // 1: a pool slab of kind = class; more: a span
+  se_slab_tag_fn tag;
+} se_class_info;
+
+// Written by se_class_define before the class's first refill on any thread (the fronts define
+// their classes under pthread_once, which orders these stores before every later use).
+static se_class_info classes[SE_CLASS_MAX];
+
+void se_class_define(unsigned class_index, uint32_t block_size, uint32_t slots, se_slab_tag_fn tag) {
+  if (class_index >= SE_CLASS_MAX || block_size < 16 || slots == 0) hk_report_fatal("slab engine: bad class definition");
+  classes[class_index] = (se_class_info){block_size, slots, tag};
+}
+
+// ---- Counters -----------------------------------------------------------------------------------
+se_class_stats se_counters[SE_CLASS_MAX];
+int se_stats_enabled;
+
+void se_stats_get(unsigned first, unsigned count, se_class_stats *out) {
+  for (unsigned c = 0; c < count; c++) {
+    const uint64_t *source = (const uint64_t *)&se_counters[first + c];
+    uint64_t *target = (uint64_t *)&out[c];
+    for (size_t i = 0; i < sizeof(se_class_stats) / sizeof(uint64_t); i++)
+      target[i] = __atomic_load_n(&source[i], __ATOMIC_RELAXED);  // relaxed: counters only add up
+  }
+}
+
+// ---- Per-thread slow-path state -----------------------------------------------------------------
+// Kept out of se_thread so the fast paths' TLS block stays small.
+typedef struct {
+  ss_slab *current;    // the slab refills take blocks from; on no list
+  ss_slab_list owned;  // the thread's other slabs of this class
+} se_class_state;
+
+static __thread se_class_state class_states[SE_CLASS_MAX] __attribute__((tls_model("initial-exec")));
+static __thread const se_front *started_fronts[SE_MAX_FRONTS] __attribute__((tls_model("initial-exec")));
+
+// ---- Abandoned slabs ----------------------------------------------------------------------------
+// One list per class under a small spin lock. Only thread exit, refills that found no block in
+// their own slabs, frees into abandoned slabs and trims take it, so it is never hot.
+typedef struct {
+  uint32_t lock;      // 0 free, 1 held: acquire exchange to take, release store to give back
+  ss_slab_list list;  // guarded by lock; list.count is also read relaxed as an emptiness hint
+} __attribute__((aligned(64))) se_abandoned_list;
+
+static se_abandoned_list abandoned[SE_CLASS_MAX];
+
+static void abandoned_lock(unsigned c) {
+  // Acquire: the holder sees every write the previous holder made before releasing, which
+  // includes an abandoning thread's last writes to the slab's owner-only fields.
+  while (__atomic_exchange_n(&abandoned[c].lock, 1, __ATOMIC_ACQUIRE)) {
+    while (__atomic_load_n(&abandoned[c].lock, __ATOMIC_RELAXED)) hk_cpu_relax();
+  }
+  SE_COUNT(c, abandoned_lock_takes, 1);
+}
+
+static void abandoned_unlock(unsigned c) { __atomic_store_n(&abandoned[c].lock, 0, __ATOMIC_RELEASE); }
+
+size_t se_abandoned_count(unsigned c) { return (size_t)__atomic_load_n(&abandoned[c].list.count, __ATOMIC_RELAXED); }
+
+void se_prefork(void) {
+  for (unsigned c = 0; c < SE_CLASS_MAX; c++) abandoned_lock(c);
+}
+
+void se_postfork_parent(void) {
+  for (unsigned c = 0; c < SE_CLASS_MAX; c++) abandoned_unlock(c);
+}
+
+void se_postfork_child(void) {
+  for (unsigned c = 0; c < SE_CLASS_MAX; c++) abandoned_unlock(c);
+}
+
+// ---- Thread set-up and exit ---------------------------------------------------------------------
+static pthread_key_t exit_key;
+static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
+
+static void thread_exit_destructor(void *unused) {
+  (void)unused;
+  se_thread_flush();
+}
+
+static void create_exit_key(void) {
+  // Key creation uses no malloc for the first PTHREAD_KEYS_MAX keys' storage in glibc.
+  if (pthread_key_create(&exit_key, thread_exit_destructor) != 0) hk_report_fatal("slab engine: pthread_key_create failed");
+}
+
+static void thread_start(void) {
+  hk_freelist_init();
+  // Relaxed: every thread stores the same value; it orders nothing.
+  __atomic_store_n(&se_stats_enabled, hk_config_string(HK_OPT_STATS)[0] != '0', __ATOMIC_RELAXED);
+  pthread_once(&exit_key_once, create_exit_key);
+  pthread_setspecific(exit_key, &se_thread);  // any non-NULL value makes the destructor run
+  se_thread.owner_id = __atomic_fetch_add(&next_owner_id, 1, __ATOMIC_RELAXED);
+}
+
+int se_front_started(const se_front *front) {
+  for (unsigned i = 0; i < SE_MAX_FRONTS; i++)
+    if (started_fronts[i] == front) return 1;
+  return 0;
+}
+
+void se_front_start(const se_front *front) {
+  if (se_front_started(front)) return;
+  if (se_thread.owner_id == 0) thread_start();
+  unsigned i = 0;
+  while (i < SE_MAX_FRONTS && started_fronts[i]) i++;
+  if (i == SE_MAX_FRONTS) hk_report_fatal("slab engine: too many fronts");
+  started_fronts[i] = front;
+  front->start();
+}
+
+// ---- Slab helpers -------------------------------------------------------------------------------
+static size_t release_slab(unsigned c, ss_slab *head) {
+  size_t bytes = ss_slab_usable_size(head);
+  if (HK_UNLIKELY(head->trimmed_pages)) {
+    uint32_t pages = se_settle_trimmed(head);  // not inside SE_COUNT: it may not evaluate
+    SE_COUNT(c, pages_unparked, pages);
+  }
+  __atomic_store_n(&head->owner, 0, __ATOMIC_RELAXED);
+  head->free_list = NULL;
+  // Capacity, block size and the front's tag 0: a stale pointer into the released slab is no
+  // block start, and the slab is no longer the front's.
+  head->capacity = 0;
+  head->block_size = 0;
+  head->user_tag = 0;
+  SE_COUNT(c, slabs_released, 1);
+  if (head->span_slabs > 1) {
+    hk_stat_add(HK_STAT_SE_SPANS_RELEASED, 1);
+    sp_release_span(head);
+  } else {
+    sp_release_slab(head);
+  }
+  return bytes;
+}
+
+static ss_slab *acquire_slab(unsigned c) {
+  const se_class_info *info = &classes[c];
+  if (HK_UNLIKELY(info->block_size == 0)) hk_report_fatal("slab engine: refill of an undefined class");
+  ss_slab *head;
+  if (info->slots > 1) {
+    head = sp_acquire_span(info->slots);
+    if (head) hk_stat_add(HK_STAT_SE_SPANS_ACQUIRED, 1);
+  } else {
+    head = sp_acquire_slab(c);
+  }
+  if (!head) return NULL;
+  head->block_size = info->block_size;
+  head->capacity = (uint32_t)(ss_slab_usable_size(head) / info->block_size);
+  head->carve = 0;
+  head->used = 0;
+  head->free_list = NULL;
+  head->user_tag = info->tag(head, c);
+  ss_slab_list_set_links(head, 0, 0);
+  // Relaxed: other threads reach this slab only through blocks handed out from it, and handing a
+  // block to another thread is itself a synchronising operation of the program.
+  __atomic_store_n(&head->owner, se_thread.owner_id, __ATOMIC_RELAXED);
+  SE_COUNT(c, slabs_acquired, 1);
+  return head;
+}
+
+// Takes the blocks other threads freed to `head` (the whole remote-free word, see registry.h).
+static uint64_t take_remote(ss_slab *head) {
+  if (!__atomic_load_n(&head->remote_free, __ATOMIC_RELAXED)) return 0;  // cheap emptiness check
+  // Acquire pairs with the pushers' release CAS: each block's link word is visible.
+  return __atomic_exchange_n(&head->remote_free, 0, __ATOMIC_ACQUIRE);
+}
+
+// Moves the blocks other threads freed to `head` onto its local free list. Returns how many.
+static uint32_t collect_remote(unsigned c, ss_slab *head) {
+  uint64_t word = take_remote(head);
+  uint32_t count = ss_remote_count(word);
+  if (!count) return 0;
+  void *list = ss_remote_list(word);
+  if (head->free_list) {
+    // Only the rare callers (exit, abandonment, trim) get here with a local list: refills collect
+    // when the local list is empty, so they never walk the remote one.
+    void *tail = list;
+    while (se_next(tail)) tail = se_next(tail);
+    hk_link_set(tail, head->free_list);
+  }
+  head->free_list = list;
+  head->used -= count;
+  SE_COUNT(c, remote_collected, count);
+  return count;
+}
+
+// Moves free blocks of `head` into `bin`: the whole remote list when the bin and the local list
+// are empty, else up to `want` from the local free list, remote frees, parked pages and carving.
+static uint32_t take_blocks(unsigned c, ss_slab *head, se_bin *bin, uint32_t want) {
+  if (!bin->head && !head->free_list) {
+    // Blocks freed by other threads go to the empty bin as they are, all of them (at most a
+    // slab's worth, even past the bin's capacity): cutting the list would mean walking it, and
+    // the blocks were last written by the freeing thread, so a walk waits on one cache miss
+    // after another (xthread: a quarter of the producer's time). They stay counted in `used`
+    // (out of the slab) all along. A free by this thread into an over-full bin flushes.
+    uint64_t word = take_remote(head);
+    uint32_t count = ss_remote_count(word);
+    if (count) {
+      SE_COUNT(c, remote_collected, count);
+      bin->head = ss_remote_list(word);
+      bin->count = count;
+      return count;
+    }
+  }
+  uint32_t size = head->block_size;
+  uint32_t limit = head->capacity * size;
+  uint32_t got = 0;
+  while (got < want) {
+    void *block = head->free_list;
+    if (!block) {
+      if (collect_remote(c, head) != 0) continue;
+      // Nothing else free and nothing left to carve: the parked pages come back.
+      if (HK_UNLIKELY(head->carve >= limit && head->trimmed_pages && se_parks_pages(head))) {
+        uint32_t pages = se_unpark_pages(head);  // not inside SE_COUNT: it may not evaluate
+        SE_COUNT(c, pages_unparked, pages);
+        continue;
+      }
+      break;
+    }
+    head->free_list = se_next(block);
+    if (HK_UNLIKELY(head->trimmed_pages) && !se_parks_pages(head)) se_untrim_block(head, block);
+    hk_link_set(block, bin->head);
+    bin->head = block;
+    got++;
+  }
+  if (got < want && head->carve < limit) {
+    // Carve in address order: the chain runs first -> ... -> last -> old bin head, so consecutive
+    // allocations are adjacent.
+    char *base = (char *)ss_slab_base(head);
+    uint32_t count = (limit - head->carve) / size;
+    if (count > want - got) count = want - got;
+    char *first = base + head->carve;
+    char *block = first;
+    for (uint32_t i = 1; i < count; i++, block += size) hk_link_set(block, block + size);
+    hk_link_set(block, bin->head);
+    bin->head = first;
+    head->carve += count * size;
+    got += count;
+  }
+  head->used += got;
+  bin->count += got;
+  return got;
+}
+
+// Up to this many owned slabs are examined per refill before adopting or taking a new slab.
+#define OWNED_SCAN_LIMIT 16
+// Up to this many abandoned slabs are adopted per refill before a new slab is taken.
+#define ADOPT_LIMIT 8
+
+static ss_slab *find_owned_with_free_blocks(se_class_state *state) {
+  for (uint32_t scanned = 0; scanned < OWNED_SCAN_LIMIT && state->owned.head; scanned++) {
+    ss_slab *head = ss_slab_from_ref(state->owned.head);
+    ss_slab_list_unlink(&state->owned, head);
+    if (head->free_list || __atomic_load_n(&head->remote_free, __ATOMIC_RELAXED) ||
+        head->carve < head->capacity * head->block_size || head->trimmed_pages)
+      return head;
+    ss_slab_list_push_back(&state->owned, head);  // nothing free: look at the others first next time
+  }
+  return NULL;
+}
+
+static ss_slab *adopt_abandoned(unsigned c) {
+  if (!__atomic_load_n(&abandoned[c].list.count, __ATOMIC_RELAXED)) return NULL;
+  abandoned_lock(c);
+  uint32_t ref = abandoned[c].list.head;
+  ss_slab *head = NULL;
+  if (ref) {
+    head = ss_slab_from_ref(ref);
+    ss_slab_list_unlink(&abandoned[c].list, head);
+    __atomic_store_n(&head->owner, se_thread.owner_id, __ATOMIC_RELAXED);  // under the lock
+  }
+  abandoned_unlock(c);
+  if (head) SE_COUNT(c, slabs_adopted, 1);
+  return head;
+}
+
+void *se_refill(unsigned c, uint32_t want) {
+  se_bin *bin = &se_thread.bins[c];
+  se_class_state *state = &class_states[c];
+  uint32_t adopted = 0;
+  for (;;) {
+    ss_slab *head = state->current;
+    if (head) {
+      uint32_t got = take_blocks(c, head, bin, want);
+      if (got) {
+        SE_COUNT(c, refills, 1);
+        SE_COUNT(c, blocks_refilled, got);
+        return se_bin_pop(bin);
+      }
+      // Every block of this slab is out: park it; remote frees or flushes will refill it.
+      ss_slab_list_push_back(&state->owned, head);
+      state->current = NULL;
+    }
+    head = find_owned_with_free_blocks(state);
+    if (!head && adopted < ADOPT_LIMIT && (head = adopt_abandoned(c)) != NULL) adopted++;
+    if (!head) {
+      head = acquire_slab(c);
+      if (!head) {
+        errno = ENOMEM;
+        return NULL;
+      }
+    }
+    state->current = head;
+  }
+}
+
+size_t se_flush_bin(unsigned c, uint32_t count) {
+  se_bin *bin = &se_thread.bins[c];
+  se_class_state *state = &class_states[c];
+  size_t released = 0;
+  if (count > bin->count) count = bin->count;
+  if (!count) return 0;
+  SE_COUNT(c, flushes, 1);
+  SE_COUNT(c, blocks_flushed, count);
+  for (uint32_t i = 0; i < count; i++) {
+    void *block = bin->head;
+    bin->head = se_next(block);
+    bin->count--;
+    ss_slab *head = ss_slab_head(ss_slab_from_pointer_unchecked(block));
+    hk_link_set(block, head->free_list);
+    head->free_list = block;
+    head->used--;
+    if (head == state->current) continue;
+    if (head->used == 0) {
+      ss_slab_list_unlink(&state->owned, head);
+      released += release_slab(c, head);
+    } else if (state->owned.head != ss_slab_ref(head)) {
+      // It has free blocks now: move it to the front, where the next refill looks first.
+      ss_slab_list_unlink(&state->owned, head);
+      ss_slab_list_push_front(&state->owned, head);
+    }
+  }
+  return released;
+}
+
+size_t se_flush_class(unsigned c) {
+  se_class_state *state = &class_states[c];
+  size_t released = se_flush_bin(c, se_thread.bins[c].count);
+  ss_slab *current = state->current;
+  if (current) {
+    collect_remote(c, current);
+    if (current->used == 0) {
+      state->current = NULL;
+      released += release_slab(c, current);
+    }
+  }
+  return released;
+}
+
+int se_has_current_slab(unsigned c) { return class_states[c].current != NULL; }
+
+void *se_take_zeroed(unsigned c) {
+  ss_slab *head = class_states[c].current;
+  if (!head || !head->zeroed) return NULL;
+  uint32_t size = head->block_size;
+  if (head->carve + size > head->capacity * size) return NULL;
+  // Never handed out since the slab's pages were known zero: no memset needed.
+  void *block = (char *)ss_slab_base(head) + head->carve;
+  head->carve += size;
+  head->used++;
+  return block;
+}
+
+// ---- Remote frees -------------------------------------------------------------------------------
+// Pushes the chain first -> ... -> last of `count` blocks (linked already) onto the slab's
+// remote-free list.
+static void push_remote_chain(ss_slab *head, void *first, void *last, uint32_t count) {
+  uint64_t top = __atomic_load_n(&head->remote_free, __ATOMIC_RELAXED);
+  uint64_t pushed;
+  do {
+    hk_link_set(last, ss_remote_list(top));
+    pushed = ss_remote_word(first, ss_remote_count(top) + count);
+    // Release: the owner's acquire exchange sees every link word of the chain.
+  } while (!__atomic_compare_exchange_n(&head->remote_free, &top, pushed, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+}
+
+// Under the abandoned-list lock, with `head` abandoned (its owner-only fields are then ours):
+// collects its remote frees and, when no live block is left, takes it off the list and marks it
+// unowned (decided under the lock: a racing reclaim waits on it). 1 when the caller should
+// release it.
+static int take_if_empty(unsigned c, ss_slab *head) {
+  collect_remote(c, head);
+  if (head->used != 0) return 0;
+  ss_slab_list_unlink(&abandoned[c].list, head);
+  __atomic_store_n(&head->owner, 0, __ATOMIC_RELAXED);
+  return 1;
+}
+
+// Blocks freed into a slab whose owner exited: under the abandoned-list lock, collect its remote
+// frees and release it if no live block is left, else leave it abandoned. Keeping it instead
+// would route the later frees of its blocks into this thread's bins, where each block pins its
+// slab (a thread that only frees, like a main thread collecting leftovers, would pin hundreds).
+static void reclaim_if_abandoned(unsigned c, ss_slab *head) {
+  if (__atomic_load_n(&head->owner, __ATOMIC_RELAXED) != SE_OWNER_ABANDONED) return;
+  abandoned_lock(c);
+  if (__atomic_load_n(&head->owner, __ATOMIC_RELAXED) != SE_OWNER_ABANDONED || !take_if_empty(c, head)) {
+    abandoned_unlock(c);  // adopted meanwhile (the new owner collects), or still holds live blocks
+    return;
+  }
+  abandoned_unlock(c);
+  SE_COUNT(c, slabs_adopted, 1);
+  release_slab(c, head);
+}
+
+// A thread freeing many blocks of another thread's slab (a consumer of a producer's blocks)
+// chains them per slab and pushes each chain with one CAS instead of one per block. The batch
+// table is direct-mapped by slab; a batch is pushed when it reaches REMOTE_BATCH_BLOCKS blocks or
+// REMOTE_BATCH_BYTES (so large blocks are not held back: 32 KiB and larger go at once), when
+// another slab needs its entry, and at thread flush, so at most REMOTE_BATCH_SLABS x
+// REMOTE_BATCH_BYTES wait in a thread.
+#define REMOTE_BATCH_SLABS 8
+#define REMOTE_BATCH_BLOCKS 32
+#define REMOTE_BATCH_BYTES 32768
+
+typedef struct {
+  ss_slab *head;  // NULL when the entry is empty
+  void *first;    // most recently freed block; links run first -> ... -> last
+  void *last;
+  uint32_t count;
+  uint32_t class_index;
+} remote_batch;
+
+static __thread remote_batch remote_batches[REMOTE_BATCH_SLABS] __attribute__((tls_model("initial-exec")));
+
+static void remote_batch_push(remote_batch *batch) {
+  ss_slab *head = batch->head;
+  if (!head) return;
+  batch->head = NULL;
+  push_remote_chain(head, batch->first, batch->last, batch->count);
+  reclaim_if_abandoned(batch->class_index, head);
+}
+
+static void remote_batches_push_all(void) {
+  for (unsigned i = 0; i < REMOTE_BATCH_SLABS; i++) remote_batch_push(&remote_batches[i]);
+}
+
+void se_free_remote(void *block, ss_slab *head, unsigned c) {
+  SE_COUNT(c, remote_frees, 1);
+  if (__atomic_load_n(&head->owner, __ATOMIC_RELAXED) == SE_OWNER_ABANDONED) {
+    // Straight to the slab (no batching): the block may be its last live one.
+    push_remote_chain(head, block, block, 1);
+    reclaim_if_abandoned(c, head);
+    return;
+  }
+  // The thread must be set up so that its exit destructor pushes what it batches.
+  if (HK_UNLIKELY(se_thread.owner_id == 0)) thread_start();
+  remote_batch *batch = &remote_batches[((uintptr_t)head / sizeof(ss_slab)) % REMOTE_BATCH_SLABS];
+  if (batch->head != head) {
+    remote_batch_push(batch);
+    batch->head = head;
+    batch->class_index = c;
+    batch->first = batch->last = block;
+    batch->count = 1;
+  } else {
+    hk_link_set(block, batch->first);
+    batch->first = block;
+    batch->count++;
+  }
+  if (batch->count >= REMOTE_BATCH_BLOCKS || batch->count * head->block_size >= REMOTE_BATCH_BYTES)
+    remote_batch_push(batch);
+}
+
+// ---- Thread flush, trim -------------------------------------------------------------------------
+static void abandon_or_release(unsigned c, ss_slab *head) {
+  collect_remote(c, head);
+  if (head->used == 0) {
+    release_slab(c, head);
+    return;
+  }
+  SE_COUNT(c, slabs_abandoned, 1);
+  abandoned_lock(c);
+  __atomic_store_n(&head->owner, SE_OWNER_ABANDONED, __ATOMIC_RELAXED);  // under the lock
+  ss_slab_list_push_front(&abandoned[c].list, head);
+  abandoned_unlock(c);
+}
+
+void se_thread_flush(void) {
+  remote_batches_push_all();
+  if (se_thread.owner_id == 0) return;
+  for (unsigned c = 0; c < SE_CLASS_MAX; c++) {
+    se_bin *bin = &se_thread.bins[c];
+    if (bin->count) se_flush_bin(c, bin->count);
+    bin->capacity = 0;  // frees from now on take the slow path until a front starts again
+    se_class_state *state = &class_states[c];
+    if (state->current) {
+      abandon_or_release(c, state->current);
+      state->current = NULL;
+    }
+    while (state->owned.head) {
+      ss_slab *head = ss_slab_from_ref(state->owned.head);
+      ss_slab_list_unlink(&state->owned, head);
+      abandon_or_release(c, head);
+    }
+  }
+  for (unsigned i = 0; i < SE_MAX_FRONTS; i++) {
+    const se_front *front = started_fronts[i];
+    started_fronts[i] = NULL;
+    if (front) front->stop();
+  }
+  se_thread.owner_id = 0;
+}
+
+static uint32_t trim_slab(unsigned c, ss_slab *head) {
+  uint32_t pages = se_trim_slab(head);
+  SE_COUNT(c, pages_parked, pages);
+  hk_stat_add(HK_STAT_SE_PAGES_TRIMMED, pages);
+  return pages;
+}
+
+size_t se_trim(unsigned first, unsigned count) {
+  size_t pages = 0;
+  for (unsigned c = first; c < first + count; c++) {
+    se_class_state *state = &class_states[c];
+    if (state->current) pages += trim_slab(c, state->current);
+    for (uint32_t ref = state->owned.head; ref; ref = ss_slab_list_next(ss_slab_from_ref(ref)))
+      pages += trim_slab(c, ss_slab_from_ref(ref));
+    if (!__atomic_load_n(&abandoned[c].list.count, __ATOMIC_RELAXED)) continue;
+    abandoned_lock(c);
+    // Under the lock an abandoned slab's owner-only fields are ours.
+    for (uint32_t ref = abandoned[c].list.head, next; ref; ref = next) {
+      ss_slab *head = ss_slab_from_ref(ref);
+      next = ss_slab_list_next(head);
+      if (take_if_empty(c, head)) {
+        release_slab(c, head);
+      } else {
+        pages += trim_slab(c, head);
+      }
+    }
+    abandoned_unlock(c);
+  }
+  return pages * hk_os_page_size();
+}
+
+// ---- Reports ------------------------------------------------------------------------------------
+void se_invalid_free(void *block, const char *call) {
+  hk_report_invalid_pointer_detail(call, "invalid pointer", block, "not the start of a block");
+}
+
+void se_double_free(void *block, const char *call) {
+  hk_report_invalid_pointer_detail(call, "double free", block, "the block is already free");
+}
+
+void se_corrupted_list(const void *block) {
+  hk_report_invalid_pointer_detail("malloc", "heap corruption at", block, "a free block's link was overwritten");
+}

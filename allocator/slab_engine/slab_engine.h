@@ -1,0 +1,215 @@
+// The size-class slab engine: the one mechanism behind every class of blocks carved from slabs,
+// shared by the tiny front (1 B .. 1 KiB) and ACE's mid classes (1 KiB .. 512 KiB).
+//
+// A class is an index 0 .. SE_CLASS_MAX - 1 (tiny's classes are 0 .. 19, ACE's 20 .. 55; a
+// single-slot class's slabs carry it as their pool kind). A front defines each of its classes
+// once (se_class_define: block size, slots per slab, the front's word for the slab's user_tag)
+// and keeps its own policy: size-to-class tables, how many blocks a refill asks for, how big a
+// thread's bin may be, when to flush. Everything that moves blocks lives here:
+//   bins      each thread keeps per class a cache ("bin") of free blocks, a singly linked list
+//             through the blocks' first word; the fronts pop and push it inline (se_bin_pop,
+//             se_bin_push_own) with no lock, no atomic read-modify-write and no call;
+//   refill    se_refill takes a batch from the thread's current slab of the class: its local
+//             free list, then the blocks other threads freed to it (one atomic exchange), then
+//             its parked pages (malloc_trim), then fresh blocks carved in address order; then
+//             another owned slab with free blocks, an abandoned slab (adoption), a pool slab;
+//   flush     se_flush_bin returns blocks to their slabs; a slab whose last block comes back goes
+//             to the shared pool at once;
+//   remote    a block of another thread's slab is pushed on that slab's atomic remote list,
+//             chained per slab and pushed a batch at a time (se_free_remote);
+//   exit      a pthread key destructor flushes every bin and abandons the thread's slabs; slabs
+//             still holding live blocks wait on a per-class list for another thread to adopt;
+//   trim      se_trim gives back the free pages of sparse slabs (malloc_trim).
+// The block format is base/freelist.h's (plain links, or the hardened build's encoded ones).
+//
+// Never calls malloc or stdio. Usable from C++ (GCC __atomic builtins, no _Atomic).
+#ifndef HAKMEM_ALLOCATOR_SLAB_ENGINE_SLAB_ENGINE_H_
+#define HAKMEM_ALLOCATOR_SLAB_ENGINE_SLAB_ENGINE_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "allocator/base/freelist.h"
+#include "allocator/superslab/registry.h"
+#include "allocator/superslab/shared_pool.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Classes 0 .. SE_CLASS_MAX - 1: a single-slot class's slabs are acquired with its index as the
+// pool kind, so the two ranges are one.
+#define SE_CLASS_MAX SP_MAX_KINDS
+
+// Owner ids in ss_slab.owner: 0 = none (the pool's), 1 = abandoned by an exited thread, 2.. =
+// live threads (one id per thread for every class; a thread flush gives it up).
+#define SE_OWNER_ABANDONED 1u
+
+// A per-thread cache of free blocks of one class.
+typedef struct {
+  void *head;         // first free block; each block's first word points to the next
+  uint32_t count;     // blocks in the list
+  uint32_t capacity;  // the front's bound: a free past it goes to the front's slow path (0 until
+                      // the front starts on the thread, and again after a thread flush)
+} se_bin;
+
+// The calling thread's engine state that the fast paths read. Initial-exec TLS: one fixed offset
+// from the thread pointer, no __tls_get_addr call (the preload library is loaded at start-up).
+typedef struct {
+  se_bin bins[SE_CLASS_MAX];
+  uint64_t owner_id;  // this thread's id in slab owner fields; 0 until a front starts on it
+} se_thread_cache;
+
+extern __thread se_thread_cache se_thread __attribute__((tls_model("initial-exec")));
+
+// Per-class counters summed over every thread (relaxed atomics, bumped on slow paths only, while
+// HAKMEM_STATS is on).
+typedef struct {
+  uint64_t refills;              // bin refills
+  uint64_t blocks_refilled;      // blocks moved into bins by refills
+  uint64_t flushes;              // bin flushes (bin full, idle, trim or thread exit)
+  uint64_t blocks_flushed;       // blocks moved from bins back to slabs
+  uint64_t remote_frees;         // blocks pushed onto another thread's (or an abandoned) slab
+  uint64_t remote_collected;     // remotely freed blocks collected by owners
+  uint64_t slabs_acquired;       // slabs (spans) taken from the shared pool
+  uint64_t slabs_released;       // slabs given back to the pool (their last block came back)
+  uint64_t slabs_abandoned;      // slabs left with live blocks by an exiting thread
+  uint64_t slabs_adopted;        // abandoned slabs taken over (or released) by another thread
+  uint64_t abandoned_lock_takes; // acquisitions of the class's abandoned-list lock
+  uint64_t pages_parked;         // pages decommitted by se_trim in slabs that stay in use
+  uint64_t pages_unparked;       // of those, taken back (blocks reused, or the slab released)
+} se_class_stats;
+
+// ---- Classes and fronts -------------------------------------------------------------------------
+// The front's word for a slab's user_tag (what its free path reads), given the slab or span head
+// with block_size and capacity set.
+typedef uint64_t (*se_slab_tag_fn)(const ss_slab *head, unsigned class_index);
+
+// Defines class `class_index`: blocks of `block_size` bytes (>= 16) in slabs of `slots` pool slots
+// (1: sp_acquire_slab with the class as kind; more: sp_acquire_span), tagged by `tag`. Call before
+// the class's first refill; defining it again with the same values is harmless.
+void se_class_define(unsigned class_index, uint32_t block_size, uint32_t slots, se_slab_tag_fn tag);
+
+// A front's per-thread hooks: `start` gives the thread's bins of its classes their capacities,
+// `stop` gives them up (the engine then zeroes every capacity) when the thread flushes or exits.
+typedef struct {
+  void (*start)(void);
+  void (*stop)(void);
+} se_front;
+
+// Sets the calling thread up for the engine (owner id, exit destructor) if needed, then runs
+// front->start once until the next thread flush. Up to SE_MAX_FRONTS fronts.
+#define SE_MAX_FRONTS 4
+void se_front_start(const se_front *front);
+// True when front->start ran on the calling thread since its last flush.
+int se_front_started(const se_front *front);
+
+// ---- Fast paths ---------------------------------------------------------------------------------
+__attribute__((noreturn, cold)) void se_corrupted_list(const void *block);
+// Report the bad pointer naming `call`, and abort. Not declared noreturn: free reaches them by a
+// tail jump, so its fast path needs no stack frame (gcc makes a noreturn call a real call).
+__attribute__((cold)) void se_invalid_free(void *block, const char *call);
+__attribute__((cold)) void se_double_free(void *block, const char *call);
+
+// The next free block after `block` (hardened build: decoded, and checked to be one of ours).
+static inline void *se_next(const void *block) {
+  void *next = hk_link_get(block);
+#if HK_HARDENED
+  if (next && (((uintptr_t)next & 15) != 0 || !ss_registry_find(next))) se_corrupted_list(block);
+#endif
+  return next;
+}
+
+// Pops a block off `bin` (marked used), or NULL when the bin is empty.
+static inline void *se_bin_pop(se_bin *bin) {
+  void *block = bin->head;
+  if (__builtin_expect(block == NULL, 0)) return NULL;
+  bin->head = se_next(block);
+  bin->count--;
+  hk_block_mark_used(block);
+  return block;
+}
+
+// Pushes free `block` onto `bin` (no capacity check).
+static inline void se_bin_push(se_bin *bin, void *block) {
+  hk_link_set(block, bin->head);
+  bin->head = block;
+  bin->count++;
+}
+
+// True when the calling thread owns `head` (a slab or span head of one of its classes).
+static inline int se_owns_slab(const ss_slab *head) {
+  // Relaxed: only the owner itself stores its own id, so reading our id is stable; any other
+  // value just means "not ours".
+  uint64_t owner = __atomic_load_n(&head->owner, __ATOMIC_RELAXED);
+  return owner == se_thread.owner_id && owner != 0;
+}
+
+// Free's fast path: pushes `block` (already marked free) onto `bin` when the calling thread owns
+// its slab `head` and the bin has room. 0 when the front's slow path must take it.
+static inline int se_bin_push_own(se_bin *bin, void *block, const ss_slab *head) {
+  uint64_t owner = __atomic_load_n(&head->owner, __ATOMIC_RELAXED);  // relaxed: as se_owns_slab
+  if (__builtin_expect(owner == se_thread.owner_id && bin->count < bin->capacity, 1)) {
+    se_bin_push(bin, block);
+    return 1;
+  }
+  return 0;
+}
+
+// ---- Slow paths ---------------------------------------------------------------------------------
+// Moves up to `want` (>= 1) free blocks of class `class_index` into the thread's bin (see the
+// overview for the order) and pops one. NULL with errno = ENOMEM when the pool has no slab.
+// The front must have started on the thread (se_front_start).
+void *se_refill(unsigned class_index, uint32_t want);
+
+// Returns `count` blocks from the head of the thread's bin of `class_index` to their slabs (all
+// owned by the thread); a slab other than the current one whose last block comes back goes to
+// the pool. Returns the bytes of slabs released.
+size_t se_flush_bin(unsigned class_index, uint32_t count);
+
+// Empties the bin of `class_index` and releases the current slab if it has no live block left.
+// Returns the bytes of slabs released.
+size_t se_flush_class(unsigned class_index);
+
+// True when the calling thread holds a current slab of `class_index`.
+int se_has_current_slab(unsigned class_index);
+
+// Frees `block` of class `class_index` in slab (span head) `head` that the calling thread does not
+// own: onto the slab's remote list (batched per slab), or, for an abandoned slab, straight to it,
+// releasing the slab when that was its last live block.
+void se_free_remote(void *block, ss_slab *head, unsigned class_index);
+
+// A fresh block of class `class_index` from never-used pages of the thread's current slab when
+// that slab was known zero at acquisition (calloc skips the memset), or NULL.
+void *se_take_zeroed(unsigned class_index);
+
+// Pushes the thread's batched remote frees, flushes all its bins, abandons (or releases) all its
+// slabs, runs every started front's stop hook and gives up the owner id. The thread may allocate
+// again afterwards. Thread exit does this.
+void se_thread_flush(void);
+
+// malloc_trim's part for classes [first, first + count): gives back the free pages of sparse slabs
+// held by the calling thread or abandoned (other live threads' slabs are not touched), and
+// releases abandoned slabs with no live block. Pages of blocks below 8 KiB in single-slot slabs are
+// parked: the free blocks that overlap only free pages leave the free list, their pages are
+// decommitted, and they come back when a refill finds the slab with nothing else free. Larger
+// blocks (and spans) keep their place on the list and the whole pages inside each are decommitted
+// (words 2-3 mark the block). Returns the bytes decommitted.
+size_t se_trim(unsigned first, unsigned count);
+
+// Slabs waiting for adoption in `class_index` now.
+size_t se_abandoned_count(unsigned class_index);
+
+// Copies the counters of classes [first, first + count) into `out`.
+void se_stats_get(unsigned first, unsigned count, se_class_stats *out);
+
+// fork(): hold every abandoned-list lock across it; release them after (parent and child).
+void se_prefork(void);
+void se_postfork_parent(void);
+void se_postfork_child(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif  // HAKMEM_ALLOCATOR_SLAB_ENGINE_SLAB_ENGINE_H_
