@@ -70,7 +70,7 @@ void *ace_resize(void *block, ss_slab *slab, size_t new_size) {
 }
 
 size_t ace_trim(int force) {
-  size_t bytes = ace_adapt_trim(force) + ace_huge_trim(force);
+  size_t bytes = (ace_thread_started() ? ace_adapt_trim(force) : 0) + ace_huge_trim(force);
   // A forced trim (malloc_trim) also gives back the pages inside free blocks of slabs that still
   // hold live ones; the bins are empty by now, so every free block of ours is on a slab's list.
   if (force) bytes += ace_trim_free_blocks();

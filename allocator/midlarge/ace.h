@@ -26,7 +26,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "allocator/base/freelist.h"
 #include "allocator/slab_engine/slab_engine.h"
 #include "allocator/superslab/registry.h"
 
@@ -185,16 +184,8 @@ static inline int ace_owns_slab(const ss_slab *slab) { return ace_owns_head(ss_s
 static inline void ace_free(void *block, ss_slab *head, const char *call) {
   uint64_t word = head->user_tag;
   unsigned c = ace_head_class(word);
-  if (__builtin_expect(!ace_is_block_start(block, head, word, c), 0)) {
-    se_invalid_free(block, call);
+  if (__builtin_expect(se_free_fast(block, head, ACE_KIND_BASE + c, ace_is_block_start(block, head, word, c), call), 1))
     return;
-  }
-  if (HK_HARDENED && __builtin_expect(hk_block_is_marked_free(block), 0)) {
-    se_double_free(block, call);
-    return;
-  }
-  hk_block_mark_free(block);
-  if (__builtin_expect(se_bin_push_own(ace_bin_of(c), block, head), 1)) return;
   ace_free_slow(block, head);
 }
 

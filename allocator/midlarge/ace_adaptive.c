@@ -141,7 +141,6 @@ void ace_adapt_tick(void) {
 }
 
 size_t ace_adapt_trim(int force) {
-  if (!ace_thread_started()) return 0;
   uint64_t now = ss_clock_ms();
   uint64_t idle = (uint64_t)hk_config_int(HK_OPT_ACE_IDLE_MS);
   size_t released = 0;

@@ -1,5 +1,7 @@
-// Private to //allocator/midlarge:ace: what ace.c, ace_mid.c, ace_adaptive.c and ace_huge.c
-// share. Not a public header (listed in srcs only).
+// Private to //allocator/midlarge:ace: what its files share. Not a public header (listed in srcs
+// only). The files call each other in one direction only: ace.c (the API) -> ace_mid.c (thread
+// start, refill, free) -> ace_adaptive.c (capacities) -> ace_classes.c (class table, counters,
+// per-thread state); ace.c -> ace_huge.c -> ace_huge_arena.c.
 #ifndef HAKMEM_ALLOCATOR_MIDLARGE_ACE_INTERNAL_H_
 #define HAKMEM_ALLOCATOR_MIDLARGE_ACE_INTERNAL_H_
 
@@ -73,7 +75,8 @@ void ace_adapt_event(unsigned c);
 // Called on slow paths: every so often reads the clock and, at each epoch's end, shrinks quiet
 // bins and flushes classes idle past HAKMEM_ACE_IDLE_MS.
 void ace_adapt_tick(void);
-// Releases idle (all, with force) classes of the calling thread now. Returns bytes released.
+// Releases idle (all, with force) classes of the calling thread now; ACE has started on the
+// thread (ace_thread_started). Returns bytes released.
 size_t ace_adapt_trim(int force);
 // Gives the thread's whole capacity back to the budget (thread flush).
 void ace_adapt_thread_stop(void);

@@ -1,88 +1,19 @@
-// Mid/large classes over the slab engine: their geometry, the thread's start and stop, and the
-// refill and full-bin policy. The fast paths are in ace.h; the capacity policy is in
-// ace_adaptive.c; every block and slab movement is the engine's (slab_engine.h).
+// Mid/large classes over the slab engine: the thread's start and stop, and the refill and
+// full-bin policy. The fast paths are in ace.h, the class table in ace_classes.c, the capacity
+// policy in ace_adaptive.c; every block and slab movement is the engine's (slab_engine.h).
 #define _GNU_SOURCE
-#include <errno.h>
-#include <pthread.h>
-#include <string.h>
-
 #include "allocator/base/bits.h"
 #include "allocator/base/config.h"
-#include "allocator/base/report.h"
-#include "allocator/base/stats.h"
 #include "allocator/midlarge/ace.h"
 #include "allocator/midlarge/ace_internal.h"
-#include "allocator/os/os.h"
 #include "allocator/slab_engine/slab_engine.h"
 #include "allocator/superslab/registry.h"
 
-_Static_assert(ACE_KIND_BASE + ACE_CLASS_COUNT <= SE_CLASS_MAX, "ACE classes are engine classes");
-
-__thread uint64_t ace_bin_hits[ACE_CLASS_COUNT] __attribute__((tls_model("initial-exec")));
-__thread ace_thread_state ace_slow __attribute__((tls_model("initial-exec")));
-
-ace_class_info ace_classes[ACE_CLASS_COUNT];
-ace_class_stats ace_class_counters[ACE_CLASS_COUNT];
-int ace_stats_enabled;
-
-// ---- Class geometry ---------------------------------------------------------------------------
-// Blocks a class's slab should hold: 8 up to 128 KiB blocks (so a slab amortises its pool call
-// and its metadata over a useful batch), fewer above so a slab stays <= 1 MiB, never below 2.
-static uint32_t target_blocks(size_t size) {
-  size_t target = ((size_t)1 << 20) / size;
-  if (target > 8) target = 8;
-  if (target < 2) target = 2;
-  return (uint32_t)target;
-}
-
-// ACE's word in a slab's user_tag (ace_head_word): the first block's address and the class.
-static uint64_t slab_tag(const ss_slab *head, unsigned engine_class) {
-  return ace_head_word(ss_slab_base(head), engine_class - ACE_KIND_BASE);
-}
-
-static void compute_classes(void) {
-  int64_t class_max_bytes = hk_config_int(HK_OPT_ACE_CLASS_MAX_BYTES);
-  for (unsigned c = 0; c < ACE_CLASS_COUNT; c++) {
-    size_t size = ace_class_size(c);
-    uint32_t target = target_blocks(size);
-    // The fewest slots giving `target` blocks with tail waste <= 1/32 of the slab; failing
-    // that (never, for these classes: tested), the least tail waste with >= 1 block.
-    uint32_t best = 0, best_waste = UINT32_MAX;
-    for (uint32_t n = 1; n <= ACE_MAX_SPAN_SLOTS; n++) {
-      size_t usable = (size_t)n << SS_SLAB_SIZE_LOG2;
-      size_t blocks = usable / size;
-      if (blocks == 0) continue;
-      uint32_t waste = (uint32_t)(usable - blocks * size);
-      if (blocks >= target && waste <= usable / 32) {
-        best = n;
-        break;
-      }
-      if (waste < best_waste) best = n, best_waste = waste;
-    }
-    ace_class_info *info = &ace_classes[c];
-    info->block_size = (uint32_t)size;
-    info->slots = best;
-    info->blocks = (uint32_t)(((size_t)best << SS_SLAB_SIZE_LOG2) / size);
-    // Floor: 16 KiB worth (at least 1, at most 8 blocks). Ceiling: HAKMEM_ACE_CLASS_MAX_BYTES
-    // worth, at least 2 blocks (so a large class can hold a freed block and a spare), at most 256.
-    uint32_t floor = (uint32_t)(16384 / size);
-    if (floor < 1) floor = 1;
-    if (floor > 8) floor = 8;
-    int64_t ceiling = class_max_bytes / (int64_t)size;
-    if (ceiling < 2) ceiling = 2;
-    if (ceiling > 256) ceiling = 256;
-    if (ceiling < floor) ceiling = floor;
-    info->cap_min = floor;
-    info->cap_max = (uint32_t)ceiling;
-    se_class_define(ACE_KIND_BASE + c, info->block_size, info->slots, slab_tag);
-  }
-}
-
-static pthread_once_t classes_once = PTHREAD_ONCE_INIT;
-void ace_classes_init(void) { pthread_once(&classes_once, compute_classes); }
-
 // ---- Thread start and stop ----------------------------------------------------------------------
+static __thread int started __attribute__((tls_model("initial-exec")));  // thread_start ran, no stop since
+
 static void thread_start(void) {
+  started = 1;
   ace_classes_init();
   // Relaxed: every thread stores the same value; it orders nothing.
   __atomic_store_n(&ace_stats_enabled, hk_config_string(HK_OPT_STATS)[0] != '0', __ATOMIC_RELAXED);
@@ -91,27 +22,18 @@ static void thread_start(void) {
 
 // The thread flushes or exits: its hits go to the counters, its capacity back to the budget.
 static void thread_stop(void) {
+  started = 0;
   ace_fold_hits();
   ace_adapt_thread_stop();
 }
 
 static const se_front ace_front = {thread_start, thread_stop};
 
-int ace_thread_started(void) { return se_front_started(&ace_front); }
-
-void ace_fold_hits(void) {
-  for (unsigned c = 0; c < ACE_CLASS_COUNT; c++) {
-    uint64_t hits = ace_bin_hits[c], *folded = &ace_slow.classes[c].hits_folded;
-    if (hits != *folded) {
-      ACE_COUNT(c, hits, hits - *folded);
-      *folded = hits;
-    }
-  }
-}
+int ace_thread_started(void) { return started; }
 
 // ---- Slow paths ---------------------------------------------------------------------------------
 void *ace_alloc_refill(unsigned c) {
-  if (HK_UNLIKELY(!ace_thread_started())) se_front_start(&ace_front);
+  if (HK_UNLIKELY(!started)) se_front_start(&ace_front);
   se_bin *bin = ace_bin_of(c);
   ace_class_state *state = &ace_slow.classes[c];
   ACE_COUNT(c, misses, 1);

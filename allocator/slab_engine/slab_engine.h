@@ -8,7 +8,7 @@
 // thread's bin may be, when to flush. Everything that moves blocks lives here:
 //   bins      each thread keeps per class a cache ("bin") of free blocks, a singly linked list
 //             through the blocks' first word; the fronts pop and push it inline (se_bin_pop,
-//             se_bin_push_own) with no lock, no atomic read-modify-write and no call;
+//             se_free_fast) with no lock, no atomic read-modify-write and no call;
 //   refill    se_refill takes a batch from the thread's current slab of the class: its local
 //             free list, then the blocks other threads freed to it (one atomic exchange), then
 //             its parked pages (malloc_trim), then fresh blocks carved in address order; then
@@ -98,11 +98,10 @@ typedef struct {
 } se_front;
 
 // Sets the calling thread up for the engine (owner id, exit destructor) if needed, then runs
-// front->start once until the next thread flush. Up to SE_MAX_FRONTS fronts.
+// front->start, unless it ran since the thread's last flush. Up to SE_MAX_FRONTS fronts. A front
+// keeps its own flag (set by its start, cleared by its stop) to call this only when needed.
 #define SE_MAX_FRONTS 4
 void se_front_start(const se_front *front);
-// True when front->start ran on the calling thread since its last flush.
-int se_front_started(const se_front *front);
 
 // ---- Fast paths ---------------------------------------------------------------------------------
 __attribute__((noreturn, cold)) void se_corrupted_list(const void *block);
@@ -145,12 +144,28 @@ static inline int se_owns_slab(const ss_slab *head) {
   return owner == se_thread.owner_id && owner != 0;
 }
 
-// Free's fast path: pushes `block` (already marked free) onto `bin` when the calling thread owns
-// its slab `head` and the bin has room. 0 when the front's slow path must take it.
-static inline int se_bin_push_own(se_bin *bin, void *block, const ss_slab *head) {
-  uint64_t owner = __atomic_load_n(&head->owner, __ATOMIC_RELAXED);  // relaxed: as se_owns_slab
+// Free's fast path for `block` in slab (span head) `head` of class `class_index`, given the front's
+// block-start check: reports a pointer that is no block start (and, hardened, a double free), else
+// pushes the block onto the thread's bin when the thread owns the slab and the bin has room.
+// 1 when done, 0 when the front's slow path must take the block.
+static inline int se_free_fast(void *block, const ss_slab *head, unsigned class_index, int is_block_start,
+                               const char *call) {
+  if (__builtin_expect(!is_block_start, 0)) {
+    se_invalid_free(block, call);
+    return 1;
+  }
+  if (HK_HARDENED && __builtin_expect(hk_block_is_marked_free(block), 0)) {
+    se_double_free(block, call);
+    return 1;
+  }
+  hk_block_mark_free(block);
+  se_bin *bin = &se_thread.bins[class_index];
+  // Relaxed: as se_owns_slab.
+  uint64_t owner = __atomic_load_n(&head->owner, __ATOMIC_RELAXED);
   if (__builtin_expect(owner == se_thread.owner_id && bin->count < bin->capacity, 1)) {
-    se_bin_push(bin, block);
+    hk_link_set(block, bin->head);
+    bin->head = block;
+    bin->count++;
     return 1;
   }
   return 0;

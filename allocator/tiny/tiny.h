@@ -13,7 +13,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "allocator/base/freelist.h"
 #include "allocator/slab_engine/slab_engine.h"
 #include "allocator/superslab/registry.h"
 #include "allocator/tiny/tiny_size_classes.h"
@@ -83,16 +82,7 @@ static inline int tiny_is_block_start(const void *block, const ss_slab *slab) {
 // Frees `block`, which lies in tiny slab `slab` (as ss_registry_lookup found it). `call` names the
 // API function for the message when the pointer is not a block start.
 static inline void tiny_free(void *block, ss_slab *slab, const char *call) {
-  if (__builtin_expect(!tiny_is_block_start(block, slab), 0)) {
-    se_invalid_free(block, call);
-    return;
-  }
-  if (HK_HARDENED && __builtin_expect(hk_block_is_marked_free(block), 0)) {
-    se_double_free(block, call);
-    return;
-  }
-  hk_block_mark_free(block);
-  if (__builtin_expect(se_bin_push_own(tiny_bin_of(slab->kind), block, slab), 1)) return;
+  if (__builtin_expect(se_free_fast(block, slab, slab->kind, tiny_is_block_start(block, slab), call), 1)) return;
   tiny_free_slow(block, slab);
 }
 
