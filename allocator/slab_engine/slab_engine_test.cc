@@ -18,6 +18,7 @@
 #include "allocator/base/stats.h"
 #include "allocator/superslab/registry.h"
 #include "allocator/superslab/shared_pool.h"
+#include "allocator/testing/block_pattern.h"
 #include "gtest/gtest.h"
 
 namespace {
@@ -87,17 +88,8 @@ se_class_stats Totals(unsigned class_index) {
   return stats;
 }
 
-void Fill(void *block, size_t size, uint32_t seed) {
-  unsigned char *bytes = static_cast<unsigned char *>(block);
-  for (size_t i = 0; i < size; i++) bytes[i] = static_cast<unsigned char>((reinterpret_cast<uintptr_t>(block) >> 4) + i * 7 + seed);
-}
-
-bool Verify(const void *block, size_t size, uint32_t seed) {
-  const unsigned char *bytes = static_cast<const unsigned char *>(block);
-  for (size_t i = 0; i < size; i++)
-    if (bytes[i] != static_cast<unsigned char>((reinterpret_cast<uintptr_t>(block) >> 4) + i * 7 + seed)) return false;
-  return true;
-}
+using hakmem_testing::Fill;
+using hakmem_testing::Verify;
 
 // The one check that blocks handed out never overlap: sorted, each starts past the previous end.
 void ExpectDisjoint(std::vector<void *> blocks, size_t size) {

@@ -14,22 +14,13 @@
 
 #include "allocator/base/stats.h"
 #include "allocator/superslab/registry.h"
+#include "allocator/testing/block_pattern.h"
 #include "gtest/gtest.h"
 
 namespace {
 
-// A block is filled with a pattern derived from its address and a seed; Verify checks it.
-void Fill(void *block, size_t size, uint32_t seed) {
-  unsigned char *bytes = static_cast<unsigned char *>(block);
-  for (size_t i = 0; i < size; i++) bytes[i] = static_cast<unsigned char>((reinterpret_cast<uintptr_t>(block) >> 4) + i * 7 + seed);
-}
-
-bool Verify(const void *block, size_t size, uint32_t seed) {
-  const unsigned char *bytes = static_cast<const unsigned char *>(block);
-  for (size_t i = 0; i < size; i++)
-    if (bytes[i] != static_cast<unsigned char>((reinterpret_cast<uintptr_t>(block) >> 4) + i * 7 + seed)) return false;
-  return true;
-}
+using hakmem_testing::Fill;
+using hakmem_testing::Verify;
 
 void Free(void *block) {
   ss_slab *slab = ss_registry_lookup(block);
