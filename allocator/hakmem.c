@@ -182,7 +182,8 @@ static const char *const tiny_stat_names[] = {
 static const char *const ace_stat_names[] = {
     "hits",          "misses",          "blocks_refilled", "overflows",      "blocks_flushed",
     "remote_frees",  "capacity_grows",  "capacity_shrinks", "budget_denied", "idle_flushes",
-    "slabs_acquired", "slabs_released", "slabs_abandoned", "slabs_adopted",
+    "slabs_acquired", "slabs_released", "slabs_abandoned", "slabs_adopted", "remote_collected",
+    "abandoned_lock_takes", "pages_parked", "pages_unparked",
 };
 
 // One "<prefix><class size>.<field>" counter per field of a class whose counters are not all 0.

@@ -31,7 +31,7 @@ __attribute__((noreturn, cold)) void hk_invalid_pointer(const char *call, const 
 // by a tail call, so that free's fast paths keep nothing in callee-saved registers.
 void hk_free_outside_superslabs(void *block, const char *call);
 // free of a pointer into a SuperSlab slot that no layer holds: reports and aborts. Not declared
-// noreturn, so that free reaches it by a tail jump too (see tiny_invalid_free).
+// noreturn, so that free reaches it by a tail jump too (see se_invalid_free).
 __attribute__((cold)) void hk_free_unheld_slot(void *block, const char *call);
 
 HK_ALWAYS_INLINE void *hk_malloc_inline(size_t size) {

@@ -102,6 +102,10 @@ void ace_stats_get(ace_stats *out) {
     mine->slabs_released = engine[c].slabs_released;
     mine->slabs_abandoned = engine[c].slabs_abandoned;
     mine->slabs_adopted = engine[c].slabs_adopted;
+    mine->remote_collected = engine[c].remote_collected;
+    mine->abandoned_lock_takes = engine[c].abandoned_lock_takes;
+    mine->pages_parked = engine[c].pages_parked;
+    mine->pages_unparked = engine[c].pages_unparked;
   }
   out->budget_used = ace_budget_used();
   out->budget_limit = ace_budget_limit();

@@ -9,7 +9,7 @@
 // The classes are the slab engine's (slab_engine.h) ACE_KIND_BASE + class: the engine keeps each
 // thread's bins and moves every block. The inline fast paths below (a bin hit; a free into a slab
 // the calling thread owns while its bin has room) take no lock, do no atomic read-modify-write,
-// make no syscall and call nothing out of line. ACE's own part is the class table (ace_mid.c) and
+// make no syscall and call nothing out of line. ACE's own part is the class table (ace_classes.c) and
 // the adaptive cache engine (ace_adaptive.c), which sizes each bin from its misses and overflows,
 // shrinks it when the class goes idle, and bounds the sum of all bins by a global byte budget.
 //
@@ -69,6 +69,10 @@ typedef struct {
   uint64_t slabs_released;    // slabs/spans given back
   uint64_t slabs_abandoned;   // left with live blocks by an exiting thread
   uint64_t slabs_adopted;     // taken over from an exited thread
+  uint64_t remote_collected;  // remotely freed blocks collected by owners
+  uint64_t abandoned_lock_takes;  // acquisitions of the class's abandoned-list lock
+  uint64_t pages_parked;      // pages of slabs in use decommitted by malloc_trim
+  uint64_t pages_unparked;    // of those, committed again (blocks reused, or the slab released)
 } ace_class_stats;
 
 typedef struct {

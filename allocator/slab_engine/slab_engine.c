@@ -69,12 +69,16 @@ typedef struct {
 
 static se_abandoned_list abandoned[SE_CLASS_MAX];
 
-static void abandoned_lock(unsigned c) {
+static void abandoned_lock_uncounted(unsigned c) {
   // Acquire: the holder sees every write the previous holder made before releasing, which
   // includes an abandoning thread's last writes to the slab's owner-only fields.
   while (__atomic_exchange_n(&abandoned[c].lock, 1, __ATOMIC_ACQUIRE)) {
     while (__atomic_load_n(&abandoned[c].lock, __ATOMIC_RELAXED)) hk_cpu_relax();
   }
+}
+
+static void abandoned_lock(unsigned c) {
+  abandoned_lock_uncounted(c);
   SE_COUNT(c, abandoned_lock_takes, 1);
 }
 
@@ -82,8 +86,9 @@ static void abandoned_unlock(unsigned c) { __atomic_store_n(&abandoned[c].lock, 
 
 size_t se_abandoned_count(unsigned c) { return (size_t)__atomic_load_n(&abandoned[c].list.count, __ATOMIC_RELAXED); }
 
+// fork() takes every class's lock; the counter counts the allocator's own uses only.
 void se_prefork(void) {
-  for (unsigned c = 0; c < SE_CLASS_MAX; c++) abandoned_lock(c);
+  for (unsigned c = 0; c < SE_CLASS_MAX; c++) abandoned_lock_uncounted(c);
 }
 
 void se_postfork_parent(void) {
@@ -242,7 +247,10 @@ static uint32_t take_blocks(unsigned c, ss_slab *head, se_bin *bin, uint32_t wan
       break;
     }
     head->free_list = se_next(block);
-    if (HK_UNLIKELY(head->trimmed_pages) && !se_parks_pages(head)) se_untrim_block(head, block);
+    if (HK_UNLIKELY(head->trimmed_pages) && !se_parks_pages(head)) {
+      uint32_t pages = se_untrim_block(head, block);  // not inside SE_COUNT: it may not evaluate
+      SE_COUNT(c, pages_unparked, pages);
+    }
     hk_link_set(block, bin->head);
     bin->head = block;
     got++;

@@ -86,8 +86,8 @@ typedef struct {
 typedef uint64_t (*se_slab_tag_fn)(const ss_slab *head, unsigned class_index);
 
 // Defines class `class_index`: blocks of `block_size` bytes (>= 16) in slabs of `slots` pool slots
-// (1: sp_acquire_slab with the class as kind; more: sp_acquire_span), tagged by `tag`. Call before
-// the class's first refill; defining it again with the same values is harmless.
+// (1: sp_acquire_slab with the class as kind; more: sp_acquire_span), tagged by `tag`. Call once
+// (under pthread_once: the class table is plain memory) before the class's first refill.
 void se_class_define(unsigned class_index, uint32_t block_size, uint32_t slots, se_slab_tag_fn tag);
 
 // A front's per-thread hooks: `start` gives the thread's bins of its classes their capacities,

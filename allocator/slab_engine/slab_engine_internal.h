@@ -26,7 +26,7 @@ extern int se_stats_enabled;  // HAKMEM_STATS != 0; stored (relaxed) at each thr
 //            the local free list overlap are decommitted and those blocks leave the list;
 //            head->trimmed_pages is then a mask (bit p = 4 KiB page p of the 64 KiB slot);
 //   inside   larger blocks, or any span: the whole pages inside each free block past its first
-//            SE_TRIM_KEPT_BYTES are decommitted and the block stays on the list (words 2 and 3 mark
+//            32 bytes are decommitted and the block stays on the list (words 2 and 3 mark
 //            it); head->trimmed_pages then counts those pages, so the commit gauge stays exact.
 #define SE_TRIM_INSIDE_MIN 8192
 
@@ -44,8 +44,8 @@ uint32_t se_trim_slab(ss_slab *head);
 uint32_t se_unpark_pages(ss_slab *head);
 
 // `block` leaves the free list of `head` (a slab trimmed inside its blocks): if pages inside it
-// were decommitted, they count as committed again (the caller hands the block out).
-void se_untrim_block(ss_slab *head, void *block);
+// were decommitted, they count as committed again (the caller hands the block out). Returns them.
+uint32_t se_untrim_block(ss_slab *head, void *block);
 
 // Before `head` goes back to the pool (which counts a released slab as committed): counts its
 // trimmed pages as committed again and clears the marks. Returns the pages.

@@ -1,7 +1,7 @@
 // The slab engine's mechanisms, tested once for every front: refill and carving, flush and slab
 // release, remote frees, abandonment and adoption, zeroed blocks, spans, and the trim of sparse
 // slabs (parked pages and pages inside free blocks). The test is its own small front: it defines
-// classes the real fronts do not use (56 .. 63) over the real shared pool, and frees the way a
+// classes the real fronts do not use (56 .. 59) over the real shared pool, and frees the way a
 // front does (se_free_fast, then the full-bin flush or se_free_remote).
 #include "allocator/slab_engine/slab_engine.h"
 
@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <map>
+#include <mutex>
 #include <random>
 #include <thread>
 #include <vector>
@@ -40,11 +41,13 @@ constexpr TestClass kClasses[] = {{kSmall, 1000, 1}, {kMid, 2000, 1}, {kLarge, 2
 // The front's tag: the class + 1 (never 0, so a tagged slab is the test front's).
 uint64_t Tag(const ss_slab *, unsigned class_index) { return uint64_t{class_index} + 1; }
 
+std::once_flag defined;
+
 void Start() {
-  for (const TestClass &c : kClasses) {
-    se_class_define(c.index, c.size, c.slots, Tag);
-    se_thread.bins[c.index].capacity = kBinCapacity;
-  }
+  std::call_once(defined, [] {
+    for (const TestClass &c : kClasses) se_class_define(c.index, c.size, c.slots, Tag);
+  });
+  for (const TestClass &c : kClasses) se_thread.bins[c.index].capacity = kBinCapacity;
 }
 void Stop() {}
 const se_front kFront = {Start, Stop};
@@ -225,7 +228,7 @@ TEST(SlabEngine, SlabEmptiedByRemoteFreesReturnsToThePool) {
 // A thread exits with blocks still live in another thread: its slab is abandoned and the blocks
 // stay valid. Adoption happens two ways, both counted: a thread whose refill finds no free block
 // in its own slabs adopts an abandoned slab instead of taking a new one from the pool, and a free
-// into an abandoned slab takes it over (and releases it with its last block).
+// into an abandoned slab is collected under the class's lock, and its last one releases the slab.
 TEST(SlabEngine, ThreadExitAbandonsAndOtherThreadsAdopt) {
   std::vector<void *> blocks;
   std::thread([&] {

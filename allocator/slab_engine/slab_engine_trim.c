@@ -151,14 +151,15 @@ static uint32_t trim_block(void *block, uint32_t size) {
   return pages;
 }
 
-void se_untrim_block(ss_slab *head, void *block) {
+uint32_t se_untrim_block(ss_slab *head, void *block) {
   uintptr_t *words = block;
-  if (words[2] != trim_marker(block)) return;
+  if (words[2] != trim_marker(block)) return 0;
   uint32_t pages = (uint32_t)words[3];
   if (pages > head->trimmed_pages) pages = head->trimmed_pages;  // a forged marker: stay bounded
   words[2] = 0;
   head->trimmed_pages = (uint16_t)(head->trimmed_pages - pages);
   hk_os_commit(block, (size_t)pages * hk_os_page_size());
+  return pages;
 }
 
 // ---- Either way -----------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ typedef struct ss_slab {
                          // word (ss_remote_word). Pushers swap in a longer list with a release CAS;
                          // the owner takes the word with an acquire exchange, so it gets the length
                          // without walking the list; emptiness checks relaxed
-  uint64_t owner;        // atomic: owner thread id, 0 when unowned (CAS by the user layer)
+  uint64_t owner;        // atomic: owner thread id, 0 when unowned (set by the user layer)
   uint32_t used;         // owner-only: blocks handed out
   uint32_t capacity;     // blocks the slab holds (set by the user layer)
   uint32_t carve;        // owner-only: offset of the first never-handed-out byte
@@ -60,8 +60,8 @@ typedef struct ss_slab {
   uint8_t zeroed;        // 1 when the slab's (span's) pages were known zero at acquisition
   uint8_t index;         // this slab's index in its SuperSlab (constant)
   uint16_t trimmed_pages; // user layer, 0 at acquisition: pages malloc_trim decommitted while the
-                         // slab stays in use (tiny: bit p = 4 KiB page p of the slot; ACE: how many
-                         // pages inside its free blocks)
+                         // slab stays in use (the slab engine: a mask of the slot's 4 KiB pages for
+                         // parked pages, else the count of pages inside its free blocks)
   uint64_t user_tag;     // a second spare word for the user layer (0 at acquisition)
 } __attribute__((aligned(64))) ss_slab;
 
