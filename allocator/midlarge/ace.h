@@ -46,7 +46,8 @@ extern "C" {
 #define ACE_ARENA_MIN_SIZE ((size_t)128 << 10)      // arena blocks are longer (see ace_alloc_growable)
 
 // The calling thread's bin of class `c` (its capacity adapted by ACE).
-static inline se_bin *ace_bin_of(unsigned c) { return &se_thread.bins[ACE_KIND_BASE + c]; }
+// (ACE's first bin plus c: the class base folds into the address's displacement.)
+static inline se_bin *ace_bin_of(unsigned c) { return &(&se_thread.bins[ACE_KIND_BASE])[c]; }
 
 // Allocations served by the calling thread's bins since the last fold into the counters (the
 // fast path's activity mark, read by the adaptive engine). Initial-exec TLS: one fixed offset.

@@ -11,8 +11,9 @@
 
 _Static_assert(ACE_KIND_BASE + ACE_CLASS_COUNT <= SE_CLASS_MAX, "ACE classes are engine classes");
 
-__thread uint64_t ace_bin_hits[ACE_CLASS_COUNT] __attribute__((tls_model("initial-exec")));
 __thread ace_thread_state ace_slow __attribute__((tls_model("initial-exec")));
+
+__thread uint64_t ace_bin_hits[ACE_CLASS_COUNT] __attribute__((tls_model("initial-exec")));
 
 ace_class_info ace_classes[ACE_CLASS_COUNT];
 ace_class_stats ace_class_counters[ACE_CLASS_COUNT];

@@ -58,6 +58,10 @@ typedef struct {
 
 static __thread se_class_state class_states[SE_CLASS_MAX] __attribute__((tls_model("initial-exec")));
 static __thread const se_front *started_fronts[SE_MAX_FRONTS] __attribute__((tls_model("initial-exec")));
+// Bit c: the thread took a slab of class c since its last flush. Only those classes can hold
+// blocks in the bin or slabs, so a thread flush (every thread's exit) visits only them.
+static __thread uint64_t used_classes __attribute__((tls_model("initial-exec")));
+_Static_assert(SE_CLASS_MAX <= 64, "used_classes has a bit per class");
 
 // ---- Abandoned slabs ----------------------------------------------------------------------------
 // One list per class under a small spin lock. Only thread exit, refills that found no block in
@@ -315,9 +319,15 @@ void *se_refill(unsigned c, uint32_t want) {
     if (head) {
       uint32_t got = take_blocks(c, head, bin, want);
       if (got) {
-        SE_COUNT(c, refills, 1);
-        SE_COUNT(c, blocks_refilled, got);
-        return se_bin_pop(bin);
+        if (SE_COUNTING()) {
+          SE_ADD(c, refills, 1);
+          SE_ADD(c, blocks_refilled, got);
+        }
+        void *block = bin->head;  // not NULL: got >= 1
+        bin->head = se_next(block);
+        bin->count--;
+        hk_block_mark_used(block);
+        return block;
       }
       // Every block of this slab is out: park it; remote frees or flushes will refill it.
       ss_slab_list_push_back(&state->owned, head);
@@ -333,6 +343,7 @@ void *se_refill(unsigned c, uint32_t want) {
       }
     }
     state->current = head;
+    used_classes |= (uint64_t)1 << c;
   }
 }
 
@@ -367,8 +378,10 @@ static inline __attribute__((always_inline)) size_t flush_blocks(unsigned c, uin
 size_t se_flush_bin(unsigned c, uint32_t count) {
   if (count > se_thread.bins[c].count) count = se_thread.bins[c].count;
   if (!count) return 0;
-  SE_COUNT(c, flushes, 1);
-  SE_COUNT(c, blocks_flushed, count);
+  if (SE_COUNTING()) {
+    SE_ADD(c, flushes, 1);
+    SE_ADD(c, blocks_flushed, count);
+  }
   return classes[c].slots > 1 ? flush_blocks(c, count, 1) : flush_blocks(c, count, 0);
 }
 
@@ -516,10 +529,10 @@ static void abandon_or_release(unsigned c, ss_slab *head) {
 void se_thread_flush(void) {
   remote_batches_push_all();
   if (se_thread.owner_id == 0) return;
-  for (unsigned c = 0; c < SE_CLASS_MAX; c++) {
+  for (uint64_t classes_left = used_classes; classes_left; classes_left &= classes_left - 1) {
+    unsigned c = (unsigned)__builtin_ctzll(classes_left);
     se_bin *bin = &se_thread.bins[c];
     if (bin->count) se_flush_bin(c, bin->count);
-    bin->capacity = 0;  // frees from now on take the slow path until a front starts again
     se_class_state *state = &class_states[c];
     if (state->current) {
       abandon_or_release(c, state->current);
@@ -531,6 +544,10 @@ void se_thread_flush(void) {
       abandon_or_release(c, head);
     }
   }
+  used_classes = 0;
+  // Every bin is empty now; capacity 0 sends the frees from now on to the slow path until a front
+  // starts again.
+  memset(se_thread.bins, 0, sizeof(se_thread.bins));
   for (unsigned i = 0; i < SE_MAX_FRONTS; i++) {
     const se_front *front = started_fronts[i];
     started_fronts[i] = NULL;

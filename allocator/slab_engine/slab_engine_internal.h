@@ -13,11 +13,15 @@
 extern se_class_stats se_counters[SE_CLASS_MAX];
 extern int se_stats_enabled;  // HAKMEM_STATS != 0; stored (relaxed) at each thread's set-up
 
+// True while counting (one relaxed load: the flag orders nothing).
+#define SE_COUNTING() HK_UNLIKELY(__atomic_load_n(&se_stats_enabled, __ATOMIC_RELAXED))
+// Adds to a counter unconditionally: for a caller that tested SE_COUNTING() once for several.
+#define SE_ADD(class_index, field, amount) \
+  __atomic_fetch_add(&se_counters[class_index].field, (uint64_t)(amount), __ATOMIC_RELAXED)
 // `amount` is evaluated only while counting: never pass an expression with an effect.
-#define SE_COUNT(class_index, field, amount)                                                      \
-  do {                                                                                            \
-    if (HK_UNLIKELY(__atomic_load_n(&se_stats_enabled, __ATOMIC_RELAXED)))                        \
-      __atomic_fetch_add(&se_counters[class_index].field, (uint64_t)(amount), __ATOMIC_RELAXED); \
+#define SE_COUNT(class_index, field, amount) \
+  do {                                       \
+    if (SE_COUNTING()) SE_ADD(class_index, field, amount); \
   } while (0)
 
 // ---- Trimmed pages (slab_engine_trim.c) ---------------------------------------------------------

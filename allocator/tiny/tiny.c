@@ -40,7 +40,6 @@ typedef struct {
 } tiny_maintenance_state;
 
 static __thread tiny_maintenance_state maintenance __attribute__((tls_model("initial-exec")));
-static __thread int started __attribute__((tls_model("initial-exec")));  // thread_start ran, no stop since
 static void (*maintenance_hook)(void);
 
 void tiny_set_maintenance_hook(void (*hook)(void)) { __atomic_store_n(&maintenance_hook, hook, __ATOMIC_RELEASE); }
@@ -70,8 +69,9 @@ static uint32_t bin_capacity(unsigned class_index) {
   return capacity;
 }
 
+// Gives every tiny bin a capacity: a bin of capacity 0 is how a refill knows the front has not
+// started on the thread (or was stopped by a thread flush, which zeroes every capacity).
 static void thread_start(void) {
-  started = 1;
   pthread_once(&classes_once, define_classes);
   for (unsigned c = 0; c < TINY_CLASS_COUNT; c++) {
     tiny_bin_of(c)->capacity = bin_capacity(c);
@@ -80,7 +80,7 @@ static void thread_start(void) {
 }
 
 // The engine zeroes the capacities itself; the refill batches restart at the next start.
-static void thread_stop(void) { started = 0; }
+static void thread_stop(void) {}
 
 static const se_front tiny_front = {thread_start, thread_stop};
 
@@ -105,8 +105,8 @@ static void maintenance_tick(unsigned active_class) {
 
 // ---- Slow paths ---------------------------------------------------------------------------------
 void *tiny_alloc_refill(unsigned class_index) {
-  if (HK_UNLIKELY(!started)) se_front_start(&tiny_front);
   se_bin *bin = tiny_bin_of(class_index);
+  if (HK_UNLIKELY(bin->capacity == 0)) se_front_start(&tiny_front);
   tiny_class_state *state = &class_states[class_index];
   maintenance_tick(class_index);
   state->last_active_ms = maintenance.clock_ms;
