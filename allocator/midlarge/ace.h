@@ -121,6 +121,7 @@ static inline size_t ace_class_size(unsigned c) { return (size_t)ACE_CLASS_SIZE(
 
 // ---- Internals the fast paths use ---------------------------------------------------------------
 void *ace_alloc_refill(unsigned class_index);
+// se_free_slow with the head's class: out of line, so that free's fast path keeps nothing for it.
 void ace_free_slow(void *block, ss_slab *head);
 void *ace_huge_alloc(size_t size, size_t alignment);
 

@@ -29,11 +29,6 @@ static uint32_t target_blocks(size_t size) {
   return (uint32_t)target;
 }
 
-// ACE's word in a slab's user_tag (ace_head_word): the first block's address and the class.
-static uint64_t slab_tag(const ss_slab *head, unsigned engine_class) {
-  return ace_head_word(ss_slab_base(head), engine_class - ACE_KIND_BASE);
-}
-
 static void compute_classes(void) {
   int64_t class_max_bytes = hk_config_int(HK_OPT_ACE_CLASS_MAX_BYTES);
   for (unsigned c = 0; c < ACE_CLASS_COUNT; c++) {
@@ -68,7 +63,6 @@ static void compute_classes(void) {
     if (ceiling < floor) ceiling = floor;
     info->cap_min = floor;
     info->cap_max = (uint32_t)ceiling;
-    se_class_define(ACE_KIND_BASE + c, info->block_size, info->slots, slab_tag);
   }
 }
 

@@ -22,18 +22,21 @@ static uint64_t next_owner_id = 2;  // relaxed fetch_add: ids only need to be un
 
 // ---- Classes ------------------------------------------------------------------------------------
 typedef struct {
-  uint32_t block_size;  // 0 until defined
-  uint32_t slots;       // 1: a pool slab of kind = class; more: a span
-  se_slab_tag_fn tag;
+  uint32_t block_size;          // 0 until defined
+  uint32_t slots;               // 1: a pool slab of kind = class; more: a span
+  uint32_t remote_batch_limit;  // remote frees batched per slab before a push (remote_batch)
+  const se_front *front;
 } se_class_info;
 
 // Written by se_class_define before the class's first refill on any thread (the fronts define
 // their classes under pthread_once, which orders these stores before every later use).
 static se_class_info classes[SE_CLASS_MAX];
 
-void se_class_define(unsigned class_index, uint32_t block_size, uint32_t slots, se_slab_tag_fn tag) {
+static uint32_t remote_batch_limit(uint32_t block_size);
+
+void se_class_define(unsigned class_index, uint32_t block_size, uint32_t slots, const se_front *front) {
   if (class_index >= SE_CLASS_MAX || block_size < 16 || slots == 0) hk_report_fatal("slab engine: bad class definition");
-  classes[class_index] = (se_class_info){block_size, slots, tag};
+  classes[class_index] = (se_class_info){block_size, slots, remote_batch_limit(block_size), front};
 }
 
 // ---- Counters -----------------------------------------------------------------------------------
@@ -182,7 +185,7 @@ static ss_slab *acquire_slab(unsigned c) {
   head->carve = 0;
   head->used = 0;
   head->free_list = NULL;
-  head->user_tag = info->tag(head, c);
+  head->user_tag = info->front->slab_tag(head, c);
   ss_slab_list_set_links(head, 0, 0);
   // Relaxed: other threads reach this slab only through blocks handed out from it, and handing a
   // block to another thread is itself a synchronising operation of the program.
@@ -442,8 +445,7 @@ static int take_if_empty(unsigned c, ss_slab *head) {
 // frees and release it if no live block is left, else leave it abandoned. Keeping it instead
 // would route the later frees of its blocks into this thread's bins, where each block pins its
 // slab (a thread that only frees, like a main thread collecting leftovers, would pin hundreds).
-static void reclaim_if_abandoned(unsigned c, ss_slab *head) {
-  if (__atomic_load_n(&head->owner, __ATOMIC_RELAXED) != SE_OWNER_ABANDONED) return;
+static __attribute__((noinline)) void reclaim_abandoned(unsigned c, ss_slab *head) {
   abandoned_lock(c);
   if (__atomic_load_n(&head->owner, __ATOMIC_RELAXED) != SE_OWNER_ABANDONED || !take_if_empty(c, head)) {
     abandoned_unlock(c);  // adopted meanwhile (the new owner collects), or still holds live blocks
@@ -454,21 +456,31 @@ static void reclaim_if_abandoned(unsigned c, ss_slab *head) {
   release_slab(c, head);
 }
 
+static inline void reclaim_if_abandoned(unsigned c, ss_slab *head) {
+  if (__atomic_load_n(&head->owner, __ATOMIC_RELAXED) == SE_OWNER_ABANDONED) reclaim_abandoned(c, head);
+}
+
 // A thread freeing many blocks of another thread's slab (a consumer of a producer's blocks)
 // chains them per slab and pushes each chain with one CAS instead of one per block. The batch
-// table is direct-mapped by slab; a batch is pushed when it reaches REMOTE_BATCH_BLOCKS blocks or
-// REMOTE_BATCH_BYTES (so large blocks are not held back: 32 KiB and larger go at once), when
+// table is direct-mapped by slab; a batch is pushed when it reaches its class's limit (32 blocks,
+// fewer so that it holds at most REMOTE_BATCH_BYTES: blocks of 16 KiB and more go at once), when
 // another slab needs its entry, and at thread flush, so at most REMOTE_BATCH_SLABS x
 // REMOTE_BATCH_BYTES wait in a thread.
-#define REMOTE_BATCH_SLABS 8
+#define REMOTE_BATCH_SLABS 16
 #define REMOTE_BATCH_BLOCKS 32
 #define REMOTE_BATCH_BYTES 32768
 
+static uint32_t remote_batch_limit(uint32_t block_size) {
+  uint32_t limit = REMOTE_BATCH_BYTES / block_size;
+  return limit > REMOTE_BATCH_BLOCKS ? REMOTE_BATCH_BLOCKS : limit;
+}
+
 typedef struct {
-  ss_slab *head;  // NULL when the entry is empty
-  void *first;    // most recently freed block; links run first -> ... -> last
+  ss_slab *head;   // NULL when the entry is empty
+  void *first;     // most recently freed block; links run first -> ... -> last
   void *last;
   uint32_t count;
+  uint32_t limit;  // the class's remote_batch_limit: a batch this long is pushed
   uint32_t class_index;
 } remote_batch;
 
@@ -486,30 +498,57 @@ static void remote_batches_push_all(void) {
   for (unsigned i = 0; i < REMOTE_BATCH_SLABS; i++) remote_batch_push(&remote_batches[i]);
 }
 
-void se_free_remote(void *block, ss_slab *head, unsigned c) {
+static inline remote_batch *remote_batch_of(const ss_slab *head) {
+  return &remote_batches[((uintptr_t)head / sizeof(ss_slab)) % REMOTE_BATCH_SLABS];
+}
+
+// se_free_slow's cases other than a block joining its slab's batch: out of line, so that the
+// common case saves no register. `owner` is the slab's owner as se_free_slow read it.
+static __attribute__((noinline)) void free_slow_rest(void *block, ss_slab *head, unsigned c, uint64_t owner) {
+  if (owner == se_thread.owner_id && owner != 0) {
+    // Our own slab and a full bin: the front's policy says how many go back first.
+    uint32_t flush = classes[c].front->bin_full(c);
+    if (flush) se_flush_bin(c, flush);
+    se_bin_push(&se_thread.bins[c], block);
+    return;
+  }
   SE_COUNT(c, remote_frees, 1);
-  if (__atomic_load_n(&head->owner, __ATOMIC_RELAXED) == SE_OWNER_ABANDONED) {
+  if (owner == SE_OWNER_ABANDONED) {
     // Straight to the slab (no batching): the block may be its last live one.
     push_remote_chain(head, block, block, 1);
     reclaim_if_abandoned(c, head);
     return;
   }
-  // The thread must be set up so that its exit destructor pushes what it batches.
+  // The first block of a batch. The thread must be set up so that its exit destructor pushes
+  // what it batches.
   if (HK_UNLIKELY(se_thread.owner_id == 0)) thread_start();
-  remote_batch *batch = &remote_batches[((uintptr_t)head / sizeof(ss_slab)) % REMOTE_BATCH_SLABS];
-  if (batch->head != head) {
-    remote_batch_push(batch);
-    batch->head = head;
-    batch->class_index = c;
-    batch->first = batch->last = block;
-    batch->count = 1;
-  } else {
+  uint32_t limit = classes[c].remote_batch_limit;
+  if (limit <= 1) {
+    push_remote_chain(head, block, block, 1);
+    return;
+  }
+  remote_batch *batch = remote_batch_of(head);
+  remote_batch_push(batch);  // another slab's batch held the entry
+  batch->head = head;
+  batch->class_index = c;
+  batch->limit = limit;
+  batch->first = batch->last = block;
+  batch->count = 1;
+}
+
+void se_free_slow(void *block, ss_slab *head, unsigned c) {
+  uint64_t owner = __atomic_load_n(&head->owner, __ATOMIC_RELAXED);  // relaxed: as se_owns_slab
+  remote_batch *batch = remote_batch_of(head);
+  // A batch is only ever started for another live thread's slab (so this thread's own slabs never
+  // match); an owner that has exited since sends the block straight to the slab instead.
+  if (HK_LIKELY(batch->head == head && owner != SE_OWNER_ABANDONED)) {
+    SE_COUNT(c, remote_frees, 1);
     hk_link_set(block, batch->first);
     batch->first = block;
-    batch->count++;
+    if (++batch->count >= batch->limit) remote_batch_push(batch);
+    return;
   }
-  if (batch->count >= REMOTE_BATCH_BLOCKS || batch->count * head->block_size >= REMOTE_BATCH_BYTES)
-    remote_batch_push(batch);
+  free_slow_rest(block, head, c, owner);
 }
 
 // ---- Thread flush, trim -------------------------------------------------------------------------

@@ -16,7 +16,7 @@
 //   flush     se_flush_bin returns blocks to their slabs; a slab whose last block comes back goes
 //             to the shared pool at once;
 //   remote    a block of another thread's slab is pushed on that slab's atomic remote list,
-//             chained per slab and pushed a batch at a time (se_free_remote);
+//             chained per slab and pushed a batch at a time (se_free_slow);
 //   exit      a pthread key destructor flushes every bin and abandons the thread's slabs; slabs
 //             still holding live blocks wait on a per-class list for another thread to adopt;
 //   trim      se_trim gives back the free pages of sparse slabs (malloc_trim).
@@ -81,21 +81,27 @@ typedef struct {
 } se_class_stats;
 
 // ---- Classes and fronts -------------------------------------------------------------------------
-// The front's word for a slab's user_tag (what its free path reads), given the slab or span head
-// with block_size and capacity set.
-typedef uint64_t (*se_slab_tag_fn)(const ss_slab *head, unsigned class_index);
-
-// Defines class `class_index`: blocks of `block_size` bytes (>= 16) in slabs of `slots` pool slots
-// (1: sp_acquire_slab with the class as kind; more: sp_acquire_span), tagged by `tag`. Call once
-// (under pthread_once: the class table is plain memory) before the class's first refill.
-void se_class_define(unsigned class_index, uint32_t block_size, uint32_t slots, se_slab_tag_fn tag);
-
-// A front's per-thread hooks: `start` gives the thread's bins of its classes their capacities,
-// `stop` gives them up (the engine then zeroes every capacity) when the thread flushes or exits.
+// What a front tells the engine about itself: its per-thread start and stop, and its policy where
+// the engine needs one.
 typedef struct {
+  // Gives the calling thread's bins of the front's classes their capacities.
   void (*start)(void);
+  // The thread flushes or exits: the front gives up its per-thread state (the engine then zeroes
+  // every bin's capacity itself).
   void (*stop)(void);
+  // The front's word for a slab's user_tag (what its free path reads), given the slab or span head
+  // with block_size and capacity set.
+  uint64_t (*slab_tag)(const ss_slab *head, unsigned class_index);
+  // A free of a block of the thread's own slab found the bin of `class_index` full: the front hears
+  // of it (it may grow the bin) and says how many blocks go back to their slabs before the block
+  // is pushed (0: none).
+  uint32_t (*bin_full)(unsigned class_index);
 } se_front;
+
+// Defines class `class_index` of `front`: blocks of `block_size` bytes (>= 16) in slabs of `slots`
+// pool slots (1: sp_acquire_slab with the class as kind; more: sp_acquire_span). Call once (under
+// pthread_once: the class table is plain memory) before the class's first refill.
+void se_class_define(unsigned class_index, uint32_t block_size, uint32_t slots, const se_front *front);
 
 // Sets the calling thread up for the engine (owner id, exit destructor) if needed, then runs
 // front->start, unless it ran since the thread's last flush. Up to SE_MAX_FRONTS fronts. A front
@@ -189,10 +195,11 @@ size_t se_flush_class(unsigned class_index);
 // True when the calling thread holds a current slab of `class_index`.
 int se_has_current_slab(unsigned class_index);
 
-// Frees `block` of class `class_index` in slab (span head) `head` that the calling thread does not
-// own: onto the slab's remote list (batched per slab), or, for an abandoned slab, straight to it,
-// releasing the slab when that was its last live block.
-void se_free_remote(void *block, ss_slab *head, unsigned class_index);
+// Free's slow path, for a block se_free_fast did not take (marked free already): the thread's own
+// slab with a full bin (the front's bin_full says how many blocks go back first), another thread's
+// slab (onto its remote list, batched per slab), or an abandoned slab (straight to it, releasing
+// the slab when that was its last live block).
+void se_free_slow(void *block, ss_slab *head, unsigned class_index);
 
 // A fresh block of class `class_index` from never-used pages of the thread's current slab when
 // that slab was known zero at acquisition (calloc skips the memset), or NULL.

@@ -2,7 +2,7 @@
 // release, remote frees, abandonment and adoption, zeroed blocks, spans, and the trim of sparse
 // slabs (parked pages and pages inside free blocks). The test is its own small front: it defines
 // classes the real fronts do not use (56 .. 59) over the real shared pool, and frees the way a
-// front does (se_free_fast, then the full-bin flush or se_free_remote).
+// front does (se_free_fast, then the full-bin flush or se_free_slow).
 #include "allocator/slab_engine/slab_engine.h"
 
 #include <stdint.h>
@@ -41,16 +41,23 @@ constexpr TestClass kClasses[] = {{kSmall, 1000, 1}, {kMid, 2000, 1}, {kLarge, 2
 // The front's tag: the class + 1 (never 0, so a tagged slab is the test front's).
 uint64_t Tag(const ss_slab *, unsigned class_index) { return uint64_t{class_index} + 1; }
 
+// A full bin flushes half its blocks.
+uint32_t BinFull(unsigned class_index) {
+  se_bin *bin = &se_thread.bins[class_index];
+  return bin->count >= bin->capacity ? bin->count / 2 + 1 : 0;
+}
+
+void Start();
+void Stop() {}
+const se_front kFront = {Start, Stop, Tag, BinFull};
 std::once_flag defined;
 
 void Start() {
   std::call_once(defined, [] {
-    for (const TestClass &c : kClasses) se_class_define(c.index, c.size, c.slots, Tag);
+    for (const TestClass &c : kClasses) se_class_define(c.index, c.size, c.slots, &kFront);
   });
   for (const TestClass &c : kClasses) se_thread.bins[c.index].capacity = kBinCapacity;
 }
-void Stop() {}
-const se_front kFront = {Start, Stop};
 
 uint32_t SizeOf(unsigned class_index) {
   for (const TestClass &c : kClasses)
@@ -76,13 +83,7 @@ void Free(void *block) {
   ASSERT_NE(head->user_tag, 0u) << "a block of a released slab " << block;
   unsigned c = static_cast<unsigned>(head->user_tag - 1);
   if (se_free_fast(block, head, c, IsBlockStart(block, head), "free")) return;
-  if (se_owns_slab(head)) {
-    se_bin *bin = &se_thread.bins[c];
-    if (bin->count >= bin->capacity) se_flush_bin(c, bin->count / 2 + 1);
-    se_bin_push(bin, block);
-    return;
-  }
-  se_free_remote(block, head, c);
+  se_free_slow(block, head, c);
 }
 
 se_class_stats Totals(unsigned class_index) {

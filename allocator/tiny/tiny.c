@@ -47,6 +47,8 @@ void tiny_set_maintenance_hook(void (*hook)(void)) { __atomic_store_n(&maintenan
 void tiny_stats_get(tiny_class_stats *out) { se_stats_get(0, TINY_CLASS_COUNT, out); }
 
 // ---- Classes and thread start -------------------------------------------------------------------
+static const se_front tiny_front;
+
 // The geometry word free's block-start check reads (tiny_slab_geometry).
 static uint64_t slab_tag(const ss_slab *slab, unsigned class_index) {
   uint32_t first_offset = (uint32_t)((uintptr_t)ss_slab_base(slab) & (SS_SLAB_SIZE - 1));
@@ -55,7 +57,7 @@ static uint64_t slab_tag(const ss_slab *slab, unsigned class_index) {
 }
 
 static void define_classes(void) {
-  for (unsigned c = 0; c < TINY_CLASS_COUNT; c++) se_class_define(c, tiny_class_size[c], 1, slab_tag);
+  for (unsigned c = 0; c < TINY_CLASS_COUNT; c++) se_class_define(c, tiny_class_size[c], 1, &tiny_front);
 }
 
 static pthread_once_t classes_once = PTHREAD_ONCE_INIT;
@@ -82,7 +84,9 @@ static void thread_start(void) {
 // The engine zeroes the capacities itself; the refill batches restart at the next start.
 static void thread_stop(void) {}
 
-static const se_front tiny_front = {thread_start, thread_stop};
+static uint32_t bin_full(unsigned class_index);
+
+static const se_front tiny_front = {thread_start, thread_stop, slab_tag, bin_full};
 
 // ---- Maintenance --------------------------------------------------------------------------------
 // Every 16th slow-path call: read the clock; at most every TINY_MAINTENANCE_PERIOD_MS, give the
@@ -116,19 +120,15 @@ void *tiny_alloc_refill(unsigned class_index) {
   return se_refill(class_index, want);
 }
 
-void tiny_free_slow(void *block, ss_slab *slab) {
-  unsigned class_index = slab->kind;
-  if (se_owns_slab(slab)) {
-    // Our own slab and the bin is full: half of it goes back to the slabs.
-    se_bin *bin = tiny_bin_of(class_index);
-    maintenance_tick(class_index);
-    class_states[class_index].last_active_ms = maintenance.clock_ms;
-    if (bin->count >= bin->capacity) se_flush_bin(class_index, bin->count / 2 + 1);
-    se_bin_push(bin, block);
-    return;
-  }
-  se_free_remote(block, slab, class_index);
+// A free into the thread's own slab found the bin full: half of it goes back to the slabs.
+static uint32_t bin_full(unsigned class_index) {
+  maintenance_tick(class_index);
+  class_states[class_index].last_active_ms = maintenance.clock_ms;
+  se_bin *bin = tiny_bin_of(class_index);
+  return bin->count >= bin->capacity ? bin->count / 2 + 1 : 0;
 }
+
+void tiny_free_slow(void *block, ss_slab *slab) { se_free_slow(block, slab, slab->kind); }
 
 void *tiny_calloc(size_t size) {
   unsigned class_index = tiny_size_to_class(size);

@@ -29,6 +29,7 @@ static inline se_bin *tiny_bin_of(unsigned class_index) { return &se_thread.bins
 
 // Out-of-line paths (tiny.c).
 void *tiny_alloc_refill(unsigned class_index);
+// se_free_slow with the slab's class: out of line, so that free's fast path keeps nothing for it.
 void tiny_free_slow(void *block, ss_slab *slab);
 // Allocates a block of class `class_index`: a bin pop, or the refill path.
 static inline void *tiny_alloc_class(unsigned class_index) {
