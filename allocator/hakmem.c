@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/single_threaded.h>
 #include <unistd.h>
 
 #include "allocator/base/config.h"
@@ -20,10 +21,22 @@ void hk_invalid_pointer(const char *call, const void *block) {
   hk_report_invalid_pointer(call, "invalid pointer", block);
 }
 
+void hk_freed_block(const char *call, const void *block) {
+  hk_report_invalid_pointer_detail(call, "use after free", block, "the block is already free");
+}
+
 void hk_free_unheld_slot(void *block, const char *call) { hk_invalid_pointer(call, block); }
 
+void hk_not_a_huge_block(const char *call, const void *block) {
+  if (ace_huge_was_freed(block)) {
+    int is_free = call[0] == 'f' && call[1] == 'r' && call[2] == 'e' && call[3] == 'e' && call[4] == 0;
+    hk_report_invalid_pointer_detail(call, is_free ? "double free" : "use after free", block, "the block is already free");
+  }
+  hk_invalid_pointer(call, block);
+}
+
 void hk_free_outside_superslabs(void *block, const char *call) {
-  if (!ace_huge_free(block)) hk_invalid_pointer(call, block);
+  if (!ace_huge_free(block)) hk_not_a_huge_block(call, block);
 }
 
 void *hk_realloc_move(void *block, size_t old_usable, size_t new_size) {
@@ -56,12 +69,10 @@ void *hakmem_reallocarray(void *block, size_t count, size_t size) {
 
 int hakmem_posix_memalign(void **result, size_t alignment, size_t size) {
   if (alignment % sizeof(void *) != 0 || !hk_is_power_of_two(alignment)) return EINVAL;
-  int saved_errno = errno;
   void *block = hk_aligned_inline(alignment, size);
-  if (!block) {
-    errno = saved_errno;  // posix_memalign reports through its result, not errno
-    return ENOMEM;
-  }
+  // The result says ENOMEM, and errno too, as glibc's allocation failure leaves it (its own tests
+  // check both).
+  if (!block) return errno = ENOMEM;
   *result = block;
   return 0;
 }
@@ -75,7 +86,9 @@ void *hakmem_aligned_alloc(size_t alignment, size_t size) {
 }
 
 void *hakmem_memalign(size_t alignment, size_t size) {
-  if (alignment > ((size_t)1 << 62)) {
+  // As glibc: an alignment past 2^63 cannot be rounded up to a power of two (EINVAL); 2^63 itself is
+  // valid and fails for want of memory (ENOMEM).
+  if (alignment > ((size_t)1 << 63)) {
     errno = EINVAL;
     return NULL;
   }
@@ -247,22 +260,46 @@ void hakmem_stats_write(int fd, int json) {
 }
 
 // ---- Process set-up ---------------------------------------------------------------------------
+// fork() takes every allocator lock before and releases them after, so that the child never
+// inherits a lock another thread held mid-update. Two cases must take none:
+//   - a fork inside a fork, from a signal handler that interrupted the outer one: this thread may
+//     hold the locks already (plain spin locks: taking one again would wait forever), and the
+//     outer fork releases them (in the inner child too, which goes on to finish the outer fork);
+//   - a process with one thread (as glibc does): no other thread can hold a lock, and a signal
+//     handler's fork must not wait on a lock the interrupted code of this thread holds.
+// fork_depth counts the forks this thread is inside, from the first thing before_fork does to the
+// last thing the after handlers do, so that a handler's fork anywhere in between (while the locks
+// are being taken, are held, or are being released) sees it; fork_locked says whether the outermost
+// fork took the locks. Both are per thread (the child's only thread is the one that forked) and
+// volatile: a signal handler on the same thread reads them between any two statements.
+static __thread volatile unsigned fork_depth __attribute__((tls_model("initial-exec")));
+static __thread volatile int fork_locked __attribute__((tls_model("initial-exec")));
+
 static void before_fork(void) {
+  if (fork_depth++ > 0) return;
+  fork_locked = !__libc_single_threaded;
+  if (!fork_locked) return;
   se_prefork();
   ace_prefork();
   sp_prefork();
 }
 
 static void after_fork_parent(void) {
-  sp_postfork_parent();
-  ace_postfork_parent();
-  se_postfork_parent();
+  if (fork_depth == 1 && fork_locked) {
+    sp_postfork_parent();
+    ace_postfork_parent();
+    se_postfork_parent();
+  }
+  fork_depth--;
 }
 
 static void after_fork_child(void) {
-  sp_postfork_child();
-  ace_postfork_child();
-  se_postfork_child();
+  if (fork_depth == 1 && fork_locked) {
+    sp_postfork_child();
+    ace_postfork_child();
+    se_postfork_child();
+  }
+  fork_depth--;
 }
 
 // Where HAKMEM_STATS=1 prints: a duplicate of stderr taken at start-up, because programs such as

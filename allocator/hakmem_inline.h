@@ -27,6 +27,11 @@
 // Out of line (hakmem.c): slow and rare paths.
 void *hk_realloc_move(void *block, size_t old_usable, size_t new_size);
 __attribute__((noreturn, cold)) void hk_invalid_pointer(const char *call, const void *block);
+// realloc or malloc_usable_size of a block that is free: reports the use after free and aborts.
+__attribute__((noreturn, cold)) void hk_freed_block(const char *call, const void *block);
+// A pointer in no SuperSlab that is no live huge block: a recently freed huge block's start is
+// reported as freed (a double free for free), anything else as an invalid pointer; aborts.
+__attribute__((noreturn, cold)) void hk_not_a_huge_block(const char *call, const void *block);
 // free of a block in no SuperSlab: a huge block, else an invalid pointer. Out of line and reached
 // by a tail call, so that free's fast paths keep nothing in callee-saved registers.
 void hk_free_outside_superslabs(void *block, const char *call);
@@ -80,15 +85,21 @@ HK_ALWAYS_INLINE size_t hk_usable_size_inline(const void *block, const char *cal
   if (block == NULL) return 0;
   ss_slab *slab = ss_registry_lookup(block);
   if (HK_LIKELY(slab != NULL)) {
+    size_t usable;
     if (tiny_owns_slab(slab)) {
       if (!tiny_is_block_start(block, slab)) hk_invalid_pointer(call, block);
-      return tiny_usable_size(slab);
+      usable = tiny_usable_size(slab);
+    } else if (ace_owns_slab(slab)) {
+      if (!ace_is_block_start_in_slot(block, slab)) hk_invalid_pointer(call, block);
+      usable = ace_usable_size(block, slab);
+    } else {
+      hk_invalid_pointer(call, block);
     }
-    if (ace_owns_slab(slab)) return ace_usable_size(block, slab);
-    hk_invalid_pointer(call, block);
+    if (HK_UNLIKELY(hk_block_is_marked_free(block))) hk_freed_block(call, block);
+    return usable;
   }
   size_t huge = ace_huge_usable_size(block);
-  if (huge == 0) hk_invalid_pointer(call, block);
+  if (huge == 0) hk_not_a_huge_block(call, block);
   return huge;
 }
 
@@ -104,10 +115,13 @@ HK_ALWAYS_INLINE void *hk_realloc_inline(void *block, size_t new_size) {
   if (HK_LIKELY(slab != NULL)) {
     if (tiny_owns_slab(slab)) {
       if (!tiny_is_block_start(block, slab)) hk_invalid_pointer("realloc", block);
+      if (HK_UNLIKELY(hk_block_is_marked_free(block))) hk_freed_block("realloc", block);
       old_usable = tiny_usable_size(slab);
       // Same class: nothing to do. (A shrink to a smaller class moves, to give the space back.)
       if (new_size <= TINY_MAX_SIZE && tiny_size_to_class(new_size) == slab->kind) return block;
     } else if (ace_owns_slab(slab)) {
+      if (!ace_is_block_start_in_slot(block, slab)) hk_invalid_pointer("realloc", block);
+      if (HK_UNLIKELY(hk_block_is_marked_free(block))) hk_freed_block("realloc", block);
       old_usable = ace_usable_size(block, slab);
       void *resized = ace_resize(block, slab, new_size);
       if (resized) return resized;
@@ -116,7 +130,7 @@ HK_ALWAYS_INLINE void *hk_realloc_inline(void *block, size_t new_size) {
     }
   } else {
     old_usable = ace_huge_usable_size(block);
-    if (old_usable == 0) hk_invalid_pointer("realloc", block);
+    if (old_usable == 0) hk_not_a_huge_block("realloc", block);
     void *resized = ace_resize(block, NULL, new_size);
     if (resized) return resized;
   }

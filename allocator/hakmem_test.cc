@@ -151,7 +151,20 @@ TEST(AlignedAllocation, BadAlignmentsAreRejected) {
   EXPECT_EQ(hakmem_posix_memalign(&block, 24, 10), EINVAL);
   EXPECT_EQ(hakmem_posix_memalign(&block, 4, 10), EINVAL);  // not a multiple of sizeof(void *)
   EXPECT_EQ(block, reinterpret_cast<void *>(0x1));           // untouched on failure
+  errno = 0;
   EXPECT_EQ(hakmem_posix_memalign(&block, 64, SIZE_MAX - 100), ENOMEM);
+  EXPECT_EQ(errno, ENOMEM) << "as glibc, errno says it too";
+  // memalign: 2^63 is a valid alignment that no memory can meet (ENOMEM, as glibc); past it the
+  // alignment cannot be rounded up to a power of two (EINVAL).
+  errno = 0;
+  EXPECT_EQ(hakmem_memalign(size_t{1} << 63, 10), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  errno = 0;
+  EXPECT_EQ(hakmem_memalign((size_t{1} << 63) + 1, 10), nullptr);
+  EXPECT_EQ(errno, EINVAL);
+  errno = 0;
+  EXPECT_EQ(hakmem_posix_memalign(&block, size_t{1} << 63, 10), ENOMEM);
+  EXPECT_EQ(errno, ENOMEM);
   errno = 0;
   EXPECT_EQ(hakmem_aligned_alloc(3, 10), nullptr);
   EXPECT_EQ(errno, EINVAL);

@@ -182,6 +182,14 @@ void *ace_alloc_aligned(size_t alignment, size_t size);
 // True for a slab or span head (ss_registry_lookup_head) that ACE holds: its head word is set.
 static inline int ace_owns_head(const ss_slab *head) { return head->user_tag != 0; }
 
+// True when `block`, a pointer into slot `slab` (ss_registry_lookup) of a slab ACE holds, starts
+// one of its blocks.
+static inline int ace_is_block_start_in_slot(const void *block, const ss_slab *slab) {
+  const ss_slab *head = ss_slab_head((ss_slab *)slab);
+  uint64_t word = head->user_tag;
+  return ace_is_block_start(block, head, word, ace_head_class(word));
+}
+
 // True for a slab or span slot whose head ACE holds.
 static inline int ace_owns_slab(const ss_slab *slab) { return ace_owns_head(ss_slab_head((ss_slab *)slab)); }
 
@@ -203,6 +211,10 @@ static inline size_t ace_usable_size(const void *block, const ss_slab *slab) {
   (void)block;
   return ss_slab_head((ss_slab *)slab)->block_size;
 }
+
+// True when `block` is the start of one of the last 64 huge blocks freed, and no huge block has
+// begun there since: a second free of it is a double free.
+int ace_huge_was_freed(const void *block);
 
 // Usable bytes of a live huge block (from its start to its mapping's end), 0 when not one.
 size_t ace_huge_usable_size(const void *block);

@@ -110,8 +110,37 @@ static void table_remove(huge_entry *entry) {
   entry->start = HUGE_TOMBSTONE;
 }
 
+// ---- Recently freed starts ------------------------------------------------------------------------
+// The starts of the last HUGE_FREED_RING huge blocks freed, so that freeing one again is reported
+// as a double free, not as a pointer that was never ours. A start leaves the ring when a new huge
+// block begins there (table_insert). Guarded by the lock; huge frees cost a syscall or a page fault
+// anyway, so the scan of 64 words is noise.
+#define HUGE_FREED_RING 64u
+static uintptr_t freed_ring[HUGE_FREED_RING];
+static unsigned freed_next;
+
+static void freed_ring_forget(uintptr_t start) {
+  for (unsigned i = 0; i < HUGE_FREED_RING; i++)
+    if (freed_ring[i] == start) freed_ring[i] = 0;
+}
+
+static void freed_ring_add(uintptr_t start) {
+  freed_ring[freed_next] = start;
+  freed_next = (freed_next + 1) % HUGE_FREED_RING;
+}
+
+int ace_huge_was_freed(const void *block) {
+  if (!block) return 0;
+  huge_lock();
+  int found = 0;
+  for (unsigned i = 0; i < HUGE_FREED_RING; i++) found |= freed_ring[i] == (uintptr_t)block;
+  huge_unlock();
+  return found;
+}
+
 static int table_insert(uintptr_t start, size_t length, size_t alignment, int in_arena) {
   if (!table_reserve()) return 0;
+  freed_ring_forget(start);
   huge_entry entry = {start, length, alignment, in_arena};
   size_t i = slot_of(start, table_capacity);
   while (table[i].start > HUGE_TOMBSTONE) i = (i + 1) & (table_capacity - 1);
@@ -180,7 +209,8 @@ static void *huge_alloc(size_t size, size_t alignment, int *fresh) {
   size_t page = hk_os_page_size();
   if (alignment < page) alignment = page;
   if (size == 0) size = 1;
-  if (size > ((size_t)1 << 47) || hk_align_up_overflows(size, page)) {
+  // No mapping of a 47-bit user address space can be that big or that aligned.
+  if (size > ((size_t)1 << 47) || alignment > ((size_t)1 << 47) || hk_align_up_overflows(size, page)) {
     errno = ENOMEM;
     return NULL;
   }
@@ -279,6 +309,7 @@ int ace_huge_free(void *block) {
   huge_cached freed = {entry->start, entry->length, ss_clock_ms()};
   int in_arena = entry->in_arena;
   table_remove(entry);
+  freed_ring_add(freed.start);
   if (in_arena) {
     ace_arena_free((void *)freed.start, freed.length, freed.freed_ms);
     huge_unlock();

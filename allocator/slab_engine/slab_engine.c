@@ -35,7 +35,9 @@ static se_class_info classes[SE_CLASS_MAX];
 static uint32_t remote_batch_limit(uint32_t block_size);
 
 void se_class_define(unsigned class_index, uint32_t block_size, uint32_t slots, const se_front *front) {
-  if (class_index >= SE_CLASS_MAX || block_size < 16 || slots == 0) hk_report_fatal("slab engine: bad class definition");
+  // Blocks are 16-byte aligned multiples of 16: free-list links are checked for that alignment.
+  if (class_index >= SE_CLASS_MAX || block_size < 16 || block_size % 16 != 0 || slots == 0)
+    hk_report_fatal("slab engine: bad class definition");
   classes[class_index] = (se_class_info){block_size, slots, remote_batch_limit(block_size), front};
 }
 
@@ -314,6 +316,7 @@ static ss_slab *adopt_abandoned(unsigned c) {
 }
 
 void *se_refill(unsigned c, uint32_t want) {
+  if (HK_UNLIKELY(se_thread.broken_link != NULL)) se_corrupted_list(se_thread.broken_link);
   se_bin *bin = &se_thread.bins[c];
   se_class_state *state = &class_states[c];
   uint32_t adopted = 0;

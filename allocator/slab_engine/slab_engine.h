@@ -58,6 +58,10 @@ typedef struct {
 typedef struct {
   se_bin bins[SE_CLASS_MAX];
   uint64_t owner_id;  // this thread's id in slab owner fields; 0 until a front starts on it
+  // A free block whose link failed its check on a bin pop (se_bin_pop): reported by the next
+  // refill of the thread (se_refill). The pop itself only records it, so that the fast path makes
+  // no call and keeps no stack frame.
+  const void *broken_link;
 } se_thread_cache;
 
 extern __thread se_thread_cache se_thread __attribute__((tls_model("initial-exec")));
@@ -98,7 +102,7 @@ typedef struct {
   uint32_t (*bin_full)(unsigned class_index);
 } se_front;
 
-// Defines class `class_index` of `front`: blocks of `block_size` bytes (>= 16) in slabs of `slots`
+// Defines class `class_index` of `front`: blocks of `block_size` bytes (a multiple of 16) in slabs of `slots`
 // pool slots (1: sp_acquire_slab with the class as kind; more: sp_acquire_span). Call once (under
 // pthread_once: the class table is plain memory) before the class's first refill.
 void se_class_define(unsigned class_index, uint32_t block_size, uint32_t slots, const se_front *front);
@@ -116,20 +120,36 @@ __attribute__((noreturn, cold)) void se_corrupted_list(const void *block);
 __attribute__((cold)) void se_invalid_free(void *block, const char *call);
 __attribute__((cold)) void se_double_free(void *block, const char *call);
 
-// The next free block after `block` (hardened build: decoded, and checked to be one of ours).
+// The next free block after `block`: its decoded link, checked before anyone follows it (aligned,
+// a user address; the hardened build also asks the registry that it is in a SuperSlab of ours).
+// A link that fails was overwritten: the report names the block and aborts.
 static inline void *se_next(const void *block) {
   void *next = hk_link_get(block);
+  if (__builtin_expect(hk_link_is_invalid(next), 0)) se_corrupted_list(block);
 #if HK_HARDENED
-  if (next && (((uintptr_t)next & 15) != 0 || !ss_registry_find(next))) se_corrupted_list(block);
+  if (next && !ss_registry_find(next)) se_corrupted_list(block);
 #endif
   return next;
 }
 
-// Pops a block off `bin` (marked used), or NULL when the bin is empty.
+// Pops a block off `bin` (marked used), or NULL when the bin is empty. The popped block is good
+// (its address came from a checked link or a bin head); a link of it that fails the check empties
+// the bin and is recorded, so that the next allocation of the class refills and reports it.
 static inline void *se_bin_pop(se_bin *bin) {
   void *block = bin->head;
   if (__builtin_expect(block == NULL, 0)) return NULL;
-  bin->head = se_next(block);
+  void *next = hk_link_get(block);
+  if (__builtin_expect(hk_link_is_invalid(next), 0)) {
+    se_thread.broken_link = block;
+    next = NULL;
+  }
+#if HK_HARDENED
+  if (next && !ss_registry_find(next)) {
+    se_thread.broken_link = block;
+    next = NULL;
+  }
+#endif
+  bin->head = next;
   bin->count--;
   hk_block_mark_used(block);
   return block;
@@ -151,16 +171,17 @@ static inline int se_owns_slab(const ss_slab *head) {
 }
 
 // Free's fast path for `block` in slab (span head) `head` of class `class_index`, given the front's
-// block-start check: reports a pointer that is no block start (and, hardened, a double free), else
-// pushes the block onto the thread's bin when the thread owns the slab and the bin has room.
-// 1 when done, 0 when the front's slow path must take the block.
+// block-start check: reports a pointer that is no block start, or a block that carries the free
+// mark (a double free, from any thread), else marks it free and pushes it onto the thread's bin
+// when the thread owns the slab and the bin has room. 1 when done, 0 when the front's slow path
+// must take the block.
 static inline int se_free_fast(void *block, const ss_slab *head, unsigned class_index, int is_block_start,
                                const char *call) {
   if (__builtin_expect(!is_block_start, 0)) {
     se_invalid_free(block, call);
     return 1;
   }
-  if (HK_HARDENED && __builtin_expect(hk_block_is_marked_free(block), 0)) {
+  if (__builtin_expect(hk_block_is_marked_free(block), 0)) {
     se_double_free(block, call);
     return 1;
   }

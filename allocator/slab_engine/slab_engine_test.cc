@@ -25,7 +25,7 @@
 namespace {
 
 // The test front's classes.
-constexpr unsigned kSmall = 56;    // 1,000 B in one slot: trims park pages
+constexpr unsigned kSmall = 56;    // 1,008 B in one slot: trims park pages
 constexpr unsigned kMid = 57;      // 2,000 B in one slot: parks too
 constexpr unsigned kLarge = 58;    // 24 KiB in a span of 8 slots: trims inside free blocks
 constexpr unsigned kTiny = 59;     // 48 B in one slot
@@ -36,7 +36,7 @@ struct TestClass {
   uint32_t size;
   uint32_t slots;
 };
-constexpr TestClass kClasses[] = {{kSmall, 1000, 1}, {kMid, 2000, 1}, {kLarge, 24 << 10, 8}, {kTiny, 48, 1}};
+constexpr TestClass kClasses[] = {{kSmall, 1008, 1}, {kMid, 2000, 1}, {kLarge, 24 << 10, 8}, {kTiny, 48, 1}};
 
 // The front's tag: the class + 1 (never 0, so a tagged slab is the test front's).
 uint64_t Tag(const ss_slab *, unsigned class_index) { return uint64_t{class_index} + 1; }
@@ -167,7 +167,7 @@ TEST(SlabEngine, RemoteFreesReturnToTheOwnerBinInOneRefill) {
     std::vector<void *> blocks;
     while (blocks.empty()) {
       void *block = Alloc(kSmall);
-      Fill(block, 1000, 5);
+      Fill(block, 1008, 5);
       ss_slab *slab = ss_registry_lookup_head(block);
       by_slab[slab].push_back(block);
       if (by_slab[slab].size() == slab->capacity) blocks = by_slab[slab];
@@ -175,7 +175,7 @@ TEST(SlabEngine, RemoteFreesReturnToTheOwnerBinInOneRefill) {
     se_class_stats remote_before = Totals(kSmall);
     std::thread([&] {  // frees the slab's blocks remotely; its exit pushes the batched chains
       for (void *block : blocks) {
-        ASSERT_TRUE(Verify(block, 1000, 5));
+        ASSERT_TRUE(Verify(block, 1008, 5));
         Free(block);
       }
     }).join();
@@ -195,10 +195,10 @@ TEST(SlabEngine, RemoteFreesReturnToTheOwnerBinInOneRefill) {
     uint64_t brought = now.blocks_refilled - before.blocks_refilled;
     for (uint64_t i = 1; i < brought; i++) again.push_back(Alloc(kSmall));
     EXPECT_EQ(Totals(kSmall).refills, now.refills);
-    ExpectDisjoint(again, 1000);
-    for (void *block : again) Fill(block, 1000, 6);
+    ExpectDisjoint(again, 1008);
+    for (void *block : again) Fill(block, 1008, 6);
     for (void *block : again) {
-      EXPECT_TRUE(Verify(block, 1000, 6));
+      EXPECT_TRUE(Verify(block, 1008, 6));
       Free(block);
     }
     for (auto &entry : by_slab)
@@ -235,7 +235,7 @@ TEST(SlabEngine, ThreadExitAbandonsAndOtherThreadsAdopt) {
   std::thread([&] {
     for (int i = 0; i < 20; i++) {
       blocks.push_back(Alloc(kSmall));
-      Fill(blocks.back(), 1000, 9);
+      Fill(blocks.back(), 1008, 9);
     }
   }).join();
   ASSERT_GE(se_abandoned_count(kSmall), 1u);
@@ -246,13 +246,13 @@ TEST(SlabEngine, ThreadExitAbandonsAndOtherThreadsAdopt) {
   se_class_stats after = Totals(kSmall);
   EXPECT_GE(after.slabs_adopted - before.slabs_adopted, 1u);
   EXPECT_EQ(after.slabs_acquired - before.slabs_acquired, 0u);
-  for (void *block : blocks) ASSERT_TRUE(Verify(block, 1000, 9));
+  for (void *block : blocks) ASSERT_TRUE(Verify(block, 1008, 9));
 
   // Free route: the blocks' slab is abandoned again (the adopter exited); this thread frees them.
   ASSERT_GE(se_abandoned_count(kSmall), 1u);
   before = Totals(kSmall);
   for (void *block : blocks) {
-    ASSERT_TRUE(Verify(block, 1000, 9));
+    ASSERT_TRUE(Verify(block, 1008, 9));
     Free(block);
   }
   after = Totals(kSmall);
@@ -316,13 +316,13 @@ TEST(SlabEngine, TakeZeroedGivesFreshZeroBlocksOnly) {
     void *block = se_take_zeroed(kSmall);
     ASSERT_NE(block, nullptr) << i;
     const unsigned char *bytes = static_cast<const unsigned char *>(block);
-    for (size_t b = 0; b < 1000; b++) ASSERT_EQ(bytes[b], 0) << b;
-    memset(block, 0xee, 1000);
+    for (size_t b = 0; b < 1008; b++) ASSERT_EQ(bytes[b], 0) << b;
+    memset(block, 0xee, 1008);
     blocks.push_back(block);
   }
   EXPECT_EQ(se_take_zeroed(kSmall), nullptr) << "never past the slab's capacity";
   blocks.push_back(first);
-  ExpectDisjoint(blocks, 1000);
+  ExpectDisjoint(blocks, 1008);
   for (void *block : blocks) Free(block);
 }
 
@@ -397,7 +397,7 @@ void TrimAndReuse(unsigned c, size_t count, uint64_t min_pages) {
 }
 
 TEST(SlabEngine, TrimParksFreePagesOfSmallBlocksAndTakesThemBack) {
-  // A live 1,000-byte block every 10 KB: most of a slab's 16 pages hold none.
+  // A live 1,008-byte block every 10 KB: most of a slab's 16 pages hold none.
   TrimAndReuse(kSmall, 65 * 40, 40 * 7);
   EXPECT_GT(Totals(kSmall).pages_unparked, 0u);
 }

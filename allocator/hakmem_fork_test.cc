@@ -1,0 +1,124 @@
+// fork() from any context leaves a working allocator and never hangs: a fork inside a fork (a
+// signal handler forking while the main thread is in fork()), both when the allocator's fork
+// handlers take its locks (a process that has had threads) and when they need not (one thread).
+// Each scenario runs in a child process under a deadline, so a hang fails the test instead of
+// blocking the suite. (Fork while other threads allocate: hakmem_test's Fork tests. A nested fork
+// in a process that really has threads cannot be tested: glibc's own fork then waits on its
+// malloc's locks, whichever allocator the program uses.)
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/single_threaded.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "allocator/hakmem.h"
+#include "gtest/gtest.h"
+
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr int kForks = 200;  // the sanitizers make every fork far slower
+#else
+constexpr int kForks = 1000;
+#endif
+constexpr int kDeadlineSeconds = 120;
+
+std::atomic<int> handler_forks{0};
+
+// SIGALRM: fork, and let the child exit at once (it must not wait on anything). Keeps errno.
+void ForkingHandler(int) {
+  int saved = errno;
+  pid_t child = fork();
+  if (child == 0) _exit(0);
+  if (child > 0) {
+    while (waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    handler_forks.fetch_add(1, std::memory_order_relaxed);
+  }
+  errno = saved;
+}
+
+// Forks kForks times while a fast timer makes the signal handler fork too, often in the middle of
+// the main thread's fork. Each child of the main thread allocates before it exits. Returns the
+// exit status for the watchdog: 0 when every child succeeded and the handler forked at all.
+int ForkLoop() {
+  struct sigaction action;
+  memset(&action, 0, sizeof action);
+  action.sa_handler = ForkingHandler;
+  action.sa_flags = SA_RESTART;
+  sigaction(SIGALRM, &action, nullptr);
+  // Every 500 us: a fork takes a few hundred, so many of the main thread's forks are interrupted,
+  // while the handler's own forks leave the main thread time to make progress.
+  struct itimerval timer = {{0, 500}, {0, 500}};
+  setitimer(ITIMER_REAL, &timer, nullptr);
+  int failures = 0;
+  for (int i = 0; i < kForks; i++) {
+    void *kept = hakmem_malloc(64 + i % 900);
+    pid_t child = fork();
+    if (child == 0) {
+      // The child's allocator works: every range, and the block the parent held.
+      for (size_t size : {(size_t)24, (size_t)700, (size_t)3000, (size_t)70000, (size_t)(1 << 20)}) {
+        void *block = hakmem_malloc(size);
+        if (!block) _exit(2);
+        memset(block, 7, size);
+        hakmem_free(block);
+      }
+      hakmem_free(kept);
+      _exit(0);
+    }
+    if (child < 0) {
+      failures++;
+      continue;
+    }
+    int status = 0;
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) failures++;
+    hakmem_free(kept);
+  }
+  struct itimerval off = {{0, 0}, {0, 0}};
+  setitimer(ITIMER_REAL, &off, nullptr);
+  fprintf(stderr, "fork loop: %d forks, %d forks from the signal handler, %d failures\n", kForks,
+          handler_forks.load(), failures);
+  if (handler_forks.load() == 0) return 3;  // the timer never fired: nothing was tested
+  return failures == 0 ? 0 : 1;
+}
+
+// Runs ForkLoop in a child process; fails when it does not finish within the deadline (a hang).
+// `as_if_threaded`: the child clears glibc's __libc_single_threaded, which HAKMEM's fork handlers
+// read to decide whether to take the locks, so they take them as in a threaded program, while
+// glibc's own fork (which keeps a flag of its own) still sees one thread.
+void ExpectForkLoopFinishes(bool as_if_threaded) {
+  ASSERT_TRUE(__libc_single_threaded) << "the test must start single-threaded";
+  pid_t runner = fork();
+  ASSERT_GE(runner, 0);
+  if (runner == 0) {
+    if (as_if_threaded) __libc_single_threaded = 0;
+    _exit(ForkLoop());
+  }
+  int status = 0;
+  time_t start = time(nullptr);
+  for (;;) {
+    pid_t done = waitpid(runner, &status, WNOHANG);
+    if (done == runner) break;
+    if (time(nullptr) - start > kDeadlineSeconds) {
+      kill(runner, SIGKILL);
+      waitpid(runner, &status, 0);
+      FAIL() << "the fork loop hung (no progress in " << kDeadlineSeconds << " s)";
+    }
+    usleep(10000);
+  }
+  ASSERT_TRUE(WIFEXITED(status)) << "the fork loop died: signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: a child could not allocate; 3: the handler never forked";
+}
+
+TEST(Fork, NestedForksFromASignalHandlerInASingleThreadedProgram) { ExpectForkLoopFinishes(false); }
+
+TEST(Fork, NestedForksFromASignalHandlerWhenTheLocksAreTaken) { ExpectForkLoopFinishes(true); }
+
+}  // namespace
