@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "allocator/base/config.h"
+#include "allocator/base/freelist.h"
 #include "allocator/superslab/registry.h"
 
 // Kind ranges as the block layers assign them (allocator/tiny/tiny.h: kinds 0..19 are the tiny
@@ -74,8 +75,8 @@ static void out_hex(line_buffer *out, uint64_t value) {
 }
 
 // ---- What HAKMEM knows about an address --------------------------------------------------------
-// Looks for `block` on a list of free blocks threaded through their first word, following only
-// links that are block starts of `slab` (anything else ends the walk: an encoded or corrupt link).
+// Looks for `block` on a list of free blocks threaded through their first word (decoded), following
+// only links that are block starts of `slab` (anything else ends the walk: a corrupt link).
 // Returns 1 found, 0 not found, -1 walk ended early (link invalid or limit reached).
 static int list_contains(const ss_slab *slab, void *head, uintptr_t data_start, uintptr_t data_end,
                          uintptr_t block) {
@@ -84,7 +85,7 @@ static int list_contains(const ss_slab *slab, void *head, uintptr_t data_start, 
     if (steps == CRASH_LIST_WALK_LIMIT) return -1;
     if (node < data_start || node >= data_end || (node - data_start) % slab->block_size != 0) return -1;
     if (node == block) return 1;
-    node = (uintptr_t)*(void *volatile *)node;
+    node = (uintptr_t)hk_link_get((const void *)node);
   }
   return 0;
 }
@@ -160,6 +161,7 @@ void hk_crash_report_describe(int fd, const void *address) {
   if (block - data_start >= carve) {
     out_text(&out, "never handed out (beyond the carve position): a wild or stale pointer\n");
   } else {
+    // (The block's free mark is not read: the block lies on the page that faulted.)
     int local = list_contains(slab, slab->free_list, data_start, data_end, block);
     int remote = list_contains(slab, ss_remote_list(__atomic_load_n(&slab->remote_free, __ATOMIC_ACQUIRE)), data_start,
                                data_end, block);
