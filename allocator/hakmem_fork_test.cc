@@ -21,11 +21,7 @@
 
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr int kForks = 200;  // the sanitizers make every fork far slower
-#else
 constexpr int kForks = 1000;
-#endif
 constexpr int kDeadlineSeconds = 120;
 
 std::atomic<int> handler_forks{0};
@@ -94,6 +90,11 @@ int ForkLoop() {
 // read to decide whether to take the locks, so they take them as in a threaded program, while
 // glibc's own fork (which keeps a flag of its own) still sees one thread.
 void ExpectForkLoopFinishes(bool as_if_threaded) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // Their runtimes' fork interceptors take the sanitizer's own locks, so a fork inside a fork waits
+  // on them whichever allocator runs (seen: every run hung under ASan).
+  GTEST_SKIP() << "ASan and TSan cannot fork inside fork (their fork interceptors lock)";
+#endif
   ASSERT_TRUE(__libc_single_threaded) << "the test must start single-threaded";
   pid_t runner = fork();
   ASSERT_GE(runner, 0);

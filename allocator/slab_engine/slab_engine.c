@@ -316,8 +316,8 @@ static ss_slab *adopt_abandoned(unsigned c) {
 }
 
 void *se_refill(unsigned c, uint32_t want) {
-  if (HK_UNLIKELY(se_thread.broken_link != NULL)) se_corrupted_list(se_thread.broken_link);
   se_bin *bin = &se_thread.bins[c];
+  if (HK_UNLIKELY(bin->head != NULL)) se_next(bin->head);  // se_bin_pop refused the head's link: reports
   se_class_state *state = &class_states[c];
   uint32_t adopted = 0;
   for (;;) {

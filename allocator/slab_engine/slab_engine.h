@@ -58,10 +58,6 @@ typedef struct {
 typedef struct {
   se_bin bins[SE_CLASS_MAX];
   uint64_t owner_id;  // this thread's id in slab owner fields; 0 until a front starts on it
-  // A free block whose link failed its check on a bin pop (se_bin_pop): reported by the next
-  // refill of the thread (se_refill). The pop itself only records it, so that the fast path makes
-  // no call and keeps no stack frame.
-  const void *broken_link;
 } se_thread_cache;
 
 extern __thread se_thread_cache se_thread __attribute__((tls_model("initial-exec")));
@@ -132,22 +128,16 @@ static inline void *se_next(const void *block) {
   return next;
 }
 
-// Pops a block off `bin` (marked used), or NULL when the bin is empty. The popped block is good
-// (its address came from a checked link or a bin head); a link of it that fails the check empties
-// the bin and is recorded, so that the next allocation of the class refills and reports it.
+// Pops a block off `bin` (marked used), or NULL when the bin is empty or its head block's link
+// fails the check (se_next's). The front then calls its refill, which reports a bin that is not
+// empty (se_refill): the check costs the fast path no call and so no stack frame.
 static inline void *se_bin_pop(se_bin *bin) {
   void *block = bin->head;
   if (__builtin_expect(block == NULL, 0)) return NULL;
   void *next = hk_link_get(block);
-  if (__builtin_expect(hk_link_is_invalid(next), 0)) {
-    se_thread.broken_link = block;
-    next = NULL;
-  }
+  if (__builtin_expect(hk_link_is_invalid(next), 0)) return NULL;
 #if HK_HARDENED
-  if (next && !ss_registry_find(next)) {
-    se_thread.broken_link = block;
-    next = NULL;
-  }
+  if (next && !ss_registry_find(next)) return NULL;
 #endif
   bin->head = next;
   bin->count--;
@@ -201,7 +191,8 @@ static inline int se_free_fast(void *block, const ss_slab *head, unsigned class_
 // ---- Slow paths ---------------------------------------------------------------------------------
 // Moves up to `want` (>= 1) free blocks of class `class_index` into the thread's bin (see the
 // overview for the order) and pops one. NULL with errno = ENOMEM when the pool has no slab.
-// The front must have started on the thread (se_front_start).
+// The front must have started on the thread (se_front_start), and calls this only when se_bin_pop
+// gave NULL: a bin that is not empty then has a broken link, reported here.
 void *se_refill(unsigned class_index, uint32_t want);
 
 // Returns `count` blocks from the head of the thread's bin of `class_index` to their slabs (all
