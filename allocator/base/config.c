@@ -1,5 +1,6 @@
 #include "allocator/base/config.h"
 
+#include <sched.h>
 #include <string.h>
 
 #include "allocator/base/bits.h"
@@ -109,7 +110,13 @@ void hk_config_init(void) {
     hk_config_load(environ);
     return;
   }
-  while (!__atomic_load_n(&hk_config_ready, __ATOMIC_ACQUIRE)) {
-    hk_cpu_relax();
+  // The winner may be preempted mid-load while its losers outnumber the cores: after a short spin
+  // they yield their time slices to it.
+  for (unsigned spins = 0; !__atomic_load_n(&hk_config_ready, __ATOMIC_ACQUIRE); spins++) {
+    if (spins < 128) {
+      hk_cpu_relax();
+    } else {
+      sched_yield();
+    }
   }
 }

@@ -22,6 +22,7 @@
 #include "allocator/base/bits.h"
 #include "allocator/base/config.h"
 #include "allocator/base/report.h"
+#include "allocator/base/spinlock.h"
 #include "allocator/base/stats.h"
 #include "allocator/midlarge/ace.h"
 #include "allocator/midlarge/ace_internal.h"
@@ -54,12 +55,10 @@ static size_t live_count, live_bytes;
 static huge_cached cache[HUGE_CACHE_HARD_MAX];  // oldest first
 static size_t cache_count, cache_bytes;
 
-static void huge_lock(void) {
-  // Acquire: the holder sees everything the previous holder wrote.
-  while (__atomic_exchange_n(&huge_lock_word, 1, __ATOMIC_ACQUIRE))
-    while (__atomic_load_n(&huge_lock_word, __ATOMIC_RELAXED)) hk_cpu_relax();
-}
-static void huge_unlock(void) { __atomic_store_n(&huge_lock_word, 0, __ATOMIC_RELEASE); }
+// hk_spin_lock: spins briefly, then yields. The holder never blocks; its longest section grows the
+// table (one mmap and a rehash), the rest are table and cache updates.
+static void huge_lock(void) { hk_spin_lock(&huge_lock_word); }
+static void huge_unlock(void) { hk_spin_unlock(&huge_lock_word); }
 
 void ace_huge_prefork(void) { huge_lock(); }
 void ace_huge_postfork_parent(void) { huge_unlock(); }

@@ -10,6 +10,7 @@
 #include "allocator/base/bits.h"
 #include "allocator/base/config.h"
 #include "allocator/base/report.h"
+#include "allocator/base/spinlock.h"
 #include "allocator/base/stats.h"
 #include "allocator/os/os.h"
 #include "allocator/slab_engine/slab_engine_internal.h"
@@ -72,26 +73,23 @@ _Static_assert(SE_CLASS_MAX <= 64, "used_classes has a bit per class");
 // One list per class under a small spin lock. Only thread exit, refills that found no block in
 // their own slabs, frees into abandoned slabs and trims take it, so it is never hot.
 typedef struct {
-  uint32_t lock;      // 0 free, 1 held: acquire exchange to take, release store to give back
+  uint32_t lock;      // hk_spin_lock: spins briefly, then yields (a holder never blocks; its sections
+                      // are list operations, a slab's remote collection and, in a trim, madvise calls)
   ss_slab_list list;  // guarded by lock; list.count is also read relaxed as an emptiness hint
 } __attribute__((aligned(64))) se_abandoned_list;
 
 static se_abandoned_list abandoned[SE_CLASS_MAX];
 
-static void abandoned_lock_uncounted(unsigned c) {
-  // Acquire: the holder sees every write the previous holder made before releasing, which
-  // includes an abandoning thread's last writes to the slab's owner-only fields.
-  while (__atomic_exchange_n(&abandoned[c].lock, 1, __ATOMIC_ACQUIRE)) {
-    while (__atomic_load_n(&abandoned[c].lock, __ATOMIC_RELAXED)) hk_cpu_relax();
-  }
-}
+// The holder sees every write the previous holder made before releasing (hk_spin_lock's orders),
+// which includes an abandoning thread's last writes to the slab's owner-only fields.
+static void abandoned_lock_uncounted(unsigned c) { hk_spin_lock(&abandoned[c].lock); }
 
 static void abandoned_lock(unsigned c) {
   abandoned_lock_uncounted(c);
   SE_COUNT(c, abandoned_lock_takes, 1);
 }
 
-static void abandoned_unlock(unsigned c) { __atomic_store_n(&abandoned[c].lock, 0, __ATOMIC_RELEASE); }
+static void abandoned_unlock(unsigned c) { hk_spin_unlock(&abandoned[c].lock); }
 
 size_t se_abandoned_count(unsigned c) { return (size_t)__atomic_load_n(&abandoned[c].list.count, __ATOMIC_RELAXED); }
 

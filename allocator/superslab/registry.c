@@ -9,6 +9,7 @@
 
 #include "allocator/base/bits.h"
 #include "allocator/base/config.h"
+#include "allocator/base/spinlock.h"
 #include "allocator/base/stats.h"
 #include "allocator/os/os.h"
 #include "allocator/superslab/superslab_internal.h"
@@ -26,8 +27,8 @@ static uint64_t free_ids_head;
 // The LRU cache: a versioned stack of ids, most recently cached on top (links in stack_next).
 static uint64_t cache_head;
 static uint64_t cache_count;  // atomic relaxed: a bound check, not an ordering
-// 1 while one thread trims the cache (acquire exchange / release store).
-static int cache_trim_busy;
+// 1 while one thread trims the cache (an hk_spin_lock word: see cache_trim_lock).
+static uint32_t cache_trim_busy;
 
 static uint32_t *stack_link(uint32_t id) { return &ss_directory[id].stack_next; }
 
@@ -253,11 +254,10 @@ ss_superslab *ss_cache_pop(void) {
   return __atomic_load_n(&ss_dir(id)->superslab, __ATOMIC_ACQUIRE);
 }
 
-static void cache_trim_lock(void) {
-  while (__atomic_exchange_n(&cache_trim_busy, 1, __ATOMIC_ACQUIRE)) sched_yield();
-}
+// hk_spin_lock: spins briefly, then yields (the holder unmaps and decommits SuperSlabs: syscalls).
+static void cache_trim_lock(void) { hk_spin_lock(&cache_trim_busy); }
 
-static void cache_trim_unlock(void) { __atomic_store_n(&cache_trim_busy, 0, __ATOMIC_RELEASE); }
+static void cache_trim_unlock(void) { hk_spin_unlock(&cache_trim_busy); }
 
 size_t ss_cache_trim(uint64_t now_ms, int force) {
   if (force) {

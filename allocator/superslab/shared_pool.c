@@ -39,6 +39,8 @@ static sp_kind_lists sp_lists[SP_MAX_KINDS + 1];
 // Only mapping a SuperSlab takes this lock (and fork). sp_map_generation counts finished
 // mapping attempts: threads that find the lock held wait for it to change (acquire loads; the
 // holder's release increment comes after the new slots are listed), then retry stages 0-3.
+// A pthread mutex, taken with trylock: its holder makes an mmap call, so waiters yield their time
+// slice (sched_yield) while they wait for the generation, and fork's handler sleeps on it.
 static pthread_mutex_t sp_map_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t sp_map_generation;
 
