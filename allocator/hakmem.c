@@ -28,15 +28,15 @@ void hk_freed_block(const char *call, const void *block) {
 void hk_free_unheld_slot(void *block, const char *call) { hk_invalid_pointer(call, block); }
 
 void hk_not_a_huge_block(const char *call, const void *block) {
-  if (ace_huge_was_freed(block)) {
-    int is_free = call[0] == 'f' && call[1] == 'r' && call[2] == 'e' && call[3] == 'e' && call[4] == 0;
-    hk_report_invalid_pointer_detail(call, is_free ? "double free" : "use after free", block, "the block is already free");
-  }
+  if (ace_huge_was_freed(block)) hk_freed_block(call, block);
   hk_invalid_pointer(call, block);
 }
 
 void hk_free_outside_superslabs(void *block, const char *call) {
-  if (!ace_huge_free(block)) hk_not_a_huge_block(call, block);
+  if (ace_huge_free(block)) return;
+  // A free of a freed block is a double free, as se_free_fast names it for slab blocks.
+  if (ace_huge_was_freed(block)) hk_report_invalid_pointer_detail(call, "double free", block, "the block is already free");
+  hk_invalid_pointer(call, block);
 }
 
 void *hk_realloc_move(void *block, size_t old_usable, size_t new_size) {

@@ -29,8 +29,9 @@ void *hk_realloc_move(void *block, size_t old_usable, size_t new_size);
 __attribute__((noreturn, cold)) void hk_invalid_pointer(const char *call, const void *block);
 // realloc or malloc_usable_size of a block that is free: reports the use after free and aborts.
 __attribute__((noreturn, cold)) void hk_freed_block(const char *call, const void *block);
-// A pointer in no SuperSlab that is no live huge block: a recently freed huge block's start is
-// reported as freed (a double free for free), anything else as an invalid pointer; aborts.
+// realloc or malloc_usable_size of a pointer in no SuperSlab that is no live huge block: a recently
+// freed huge block's start is reported as a use after free, anything else as an invalid pointer;
+// aborts. (free's own path is hk_free_outside_superslabs.)
 __attribute__((noreturn, cold)) void hk_not_a_huge_block(const char *call, const void *block);
 // free of a block in no SuperSlab: a huge block, else an invalid pointer. Out of line and reached
 // by a tail call, so that free's fast paths keep nothing in callee-saved registers.

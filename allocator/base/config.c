@@ -1,10 +1,10 @@
 #include "allocator/base/config.h"
 
-#include <sched.h>
 #include <string.h>
 
 #include "allocator/base/bits.h"
 #include "allocator/base/report.h"
+#include "allocator/base/spinlock.h"
 
 extern char **environ;
 
@@ -112,11 +112,6 @@ void hk_config_init(void) {
   }
   // The winner may be preempted mid-load while its losers outnumber the cores: after a short spin
   // they yield their time slices to it.
-  for (unsigned spins = 0; !__atomic_load_n(&hk_config_ready, __ATOMIC_ACQUIRE); spins++) {
-    if (spins < 128) {
-      hk_cpu_relax();
-    } else {
-      sched_yield();
-    }
-  }
+  unsigned spins = 0;
+  while (!__atomic_load_n(&hk_config_ready, __ATOMIC_ACQUIRE)) hk_spin_backoff(&spins);
 }

@@ -25,6 +25,17 @@ extern "C" {
 // Spins of a waiter before it starts yielding (each one a pause instruction, tens of cycles).
 #define HK_SPIN_BEFORE_YIELD 128
 
+// One step of a wait for another thread (a lock's holder, or a flag it will set): a pause for the
+// first HK_SPIN_BEFORE_YIELD steps, counted in *spins, then a yield of the time slice each time.
+static inline void hk_spin_backoff(unsigned *spins) {
+  if (*spins < HK_SPIN_BEFORE_YIELD) {
+    ++*spins;
+    hk_cpu_relax();
+  } else {
+    sched_yield();
+  }
+}
+
 // Takes the lock: 1 when it was free, 0 when another holder has it (nothing done then).
 static inline int hk_spin_trylock(uint32_t *word) {
   return __atomic_load_n(word, __ATOMIC_RELAXED) == 0 && __atomic_exchange_n(word, 1, __ATOMIC_ACQUIRE) == 0;
@@ -35,14 +46,7 @@ static inline int hk_spin_trylock(uint32_t *word) {
 static inline void hk_spin_lock(uint32_t *word) {
   unsigned spins = 0;
   while (__atomic_exchange_n(word, 1, __ATOMIC_ACQUIRE) != 0) {
-    while (__atomic_load_n(word, __ATOMIC_RELAXED) != 0) {
-      if (spins < HK_SPIN_BEFORE_YIELD) {
-        spins++;
-        hk_cpu_relax();
-      } else {
-        sched_yield();
-      }
-    }
+    while (__atomic_load_n(word, __ATOMIC_RELAXED) != 0) hk_spin_backoff(&spins);
   }
 }
 

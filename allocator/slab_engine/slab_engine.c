@@ -538,7 +538,7 @@ static __attribute__((noinline)) void free_slow_rest(void *block, ss_slab *head,
 }
 
 void se_free_slow(void *block, ss_slab *head, unsigned c) {
-  uint64_t owner = __atomic_load_n(&head->owner, __ATOMIC_RELAXED);  // relaxed: as se_owns_slab
+  uint64_t owner = __atomic_load_n(&head->owner, __ATOMIC_RELAXED);  // relaxed: as in se_free_fast
   remote_batch *batch = remote_batch_of(head);
   // A batch is only ever started for another live thread's slab (so this thread's own slabs never
   // match); an owner that has exited since sends the block straight to the slab instead.

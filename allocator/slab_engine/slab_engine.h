@@ -116,15 +116,21 @@ __attribute__((noreturn, cold)) void se_corrupted_list(const void *block);
 __attribute__((cold)) void se_invalid_free(void *block, const char *call);
 __attribute__((cold)) void se_double_free(void *block, const char *call);
 
-// The next free block after `block`: its decoded link, checked before anyone follows it (aligned,
-// a user address; the hardened build also asks the registry that it is in a SuperSlab of ours).
-// A link that fails was overwritten: the report names the block and aborts.
+// True when `next`, a decoded link, cannot have been written by the allocator: not 16-byte aligned
+// or not a user address (the hardened build also asks the registry that it is in a SuperSlab of
+// ours). NULL, the end of a list, is good.
+static inline int se_link_is_bad(const void *next) {
+#if HK_HARDENED
+  if (next && !ss_registry_find(next)) return 1;
+#endif
+  return hk_link_is_invalid(next);
+}
+
+// The next free block after `block`: its decoded link, checked before anyone follows it. A link
+// that fails was overwritten: the report names the block and aborts.
 static inline void *se_next(const void *block) {
   void *next = hk_link_get(block);
-  if (__builtin_expect(hk_link_is_invalid(next), 0)) se_corrupted_list(block);
-#if HK_HARDENED
-  if (next && !ss_registry_find(next)) se_corrupted_list(block);
-#endif
+  if (__builtin_expect(se_link_is_bad(next), 0)) se_corrupted_list(block);
   return next;
 }
 
@@ -135,10 +141,7 @@ static inline void *se_bin_pop(se_bin *bin) {
   void *block = bin->head;
   if (__builtin_expect(block == NULL, 0)) return NULL;
   void *next = hk_link_get(block);
-  if (__builtin_expect(hk_link_is_invalid(next), 0)) return NULL;
-#if HK_HARDENED
-  if (next && !ss_registry_find(next)) return NULL;
-#endif
+  if (__builtin_expect(se_link_is_bad(next), 0)) return NULL;
   bin->head = next;
   bin->count--;
   hk_block_mark_used(block);
@@ -150,14 +153,6 @@ static inline void se_bin_push(se_bin *bin, void *block) {
   hk_link_set(block, bin->head);
   bin->head = block;
   bin->count++;
-}
-
-// True when the calling thread owns `head` (a slab or span head of one of its classes).
-static inline int se_owns_slab(const ss_slab *head) {
-  // Relaxed: only the owner itself stores its own id, so reading our id is stable; any other
-  // value just means "not ours".
-  uint64_t owner = __atomic_load_n(&head->owner, __ATOMIC_RELAXED);
-  return owner == se_thread.owner_id && owner != 0;
 }
 
 // Free's fast path for `block` in slab (span head) `head` of class `class_index`, given the front's
@@ -177,12 +172,11 @@ static inline int se_free_fast(void *block, const ss_slab *head, unsigned class_
   }
   hk_block_mark_free(block);
   se_bin *bin = &se_thread.bins[class_index];
-  // Relaxed: as se_owns_slab.
+  // Relaxed: only the owner itself stores its own id, so reading our id is stable; any other value
+  // just means "not ours" (and a thread with no id, 0, has capacity 0 everywhere).
   uint64_t owner = __atomic_load_n(&head->owner, __ATOMIC_RELAXED);
   if (__builtin_expect(owner == se_thread.owner_id && bin->count < bin->capacity, 1)) {
-    hk_link_set(block, bin->head);
-    bin->head = block;
-    bin->count++;
+    se_bin_push(bin, block);
     return 1;
   }
   return 0;
