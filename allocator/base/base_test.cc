@@ -84,7 +84,7 @@ TEST(Config, DefaultsThenEnvironmentValues) {
   hk_config_load(empty);
   EXPECT_STREQ(hk_config_string(HK_OPT_STATS), "0");
   EXPECT_STREQ(hk_config_string(HK_OPT_OS_DECOMMIT), "dontneed");
-  EXPECT_EQ(hk_config_int(HK_OPT_OS_HUGEPAGES), 8);
+  EXPECT_EQ(hk_config_int(HK_OPT_OS_HUGEPAGES), 0);
 
   char stats[] = "HAKMEM_STATS=json:/tmp/x.json";
   char huge[] = "HAKMEM_OS_HUGEPAGES=1";
@@ -97,14 +97,15 @@ TEST(Config, DefaultsThenEnvironmentValues) {
 }
 
 TEST(Config, BadValuesKeepDefaultsAndSuffixesScale) {
-  char bad[] = "HAKMEM_OS_HUGEPAGES=lots";
+  // An option whose default is not 0, so a bad value parsed as 0 would show.
+  char bad[] = "HAKMEM_SS_CACHE_MAX_COUNT=lots";
   char unknown[] = "HAKMEM_NO_SUCH_OPTION=1";
   char *env[] = {bad, unknown, nullptr};
   testing::internal::CaptureStderr();
   hk_config_load(env);
   std::string warnings = testing::internal::GetCapturedStderr();
-  EXPECT_EQ(hk_config_int(HK_OPT_OS_HUGEPAGES), 8);
-  EXPECT_NE(warnings.find("HAKMEM_OS_HUGEPAGES: not a number"), std::string::npos) << warnings;
+  EXPECT_EQ(hk_config_int(HK_OPT_SS_CACHE_MAX_COUNT), 64);
+  EXPECT_NE(warnings.find("HAKMEM_SS_CACHE_MAX_COUNT: not a number"), std::string::npos) << warnings;
   EXPECT_NE(warnings.find("HAKMEM_NO_SUCH_OPTION"), std::string::npos) << warnings;
 
   char scaled[] = "HAKMEM_OS_HUGEPAGES=2K";

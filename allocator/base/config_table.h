@@ -14,7 +14,7 @@
     "1 prints counters at exit; json:PATH writes them as JSON; 0 is off")                         \
   X(OS_DECOMMIT, "HAKMEM_OS_DECOMMIT", STRING, "dontneed",                                        \
     "how unused pages go back to the OS: dontneed (RSS drops at once) or free (MADV_FREE, lazy)") \
-  X(OS_HUGEPAGES, "HAKMEM_OS_HUGEPAGES", INT, "8",                                                \
+  X(OS_HUGEPAGES, "HAKMEM_OS_HUGEPAGES", INT, "0",                                                \
     "SuperSlabs mapped once this many are live ask for transparent huge pages; 0 never, 1 all")  \
   X(SS_CACHE_MAX_COUNT, "HAKMEM_SS_CACHE_MAX_COUNT", INT, "64",                                   \
     "most fully free SuperSlabs kept mapped in the LRU cache; the oldest beyond it are unmapped") \
