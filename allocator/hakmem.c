@@ -189,14 +189,14 @@ static void writer_counter(stats_writer *writer, int json, int *first, const cha
 static const char *const tiny_stat_names[] = {
     "refills", "blocks_refilled", "flushes", "blocks_flushed", "remote_frees", "remote_collected",
     "slabs_acquired", "slabs_released", "slabs_abandoned", "slabs_adopted", "abandoned_lock_takes",
-    "pages_parked", "pages_unparked",
+    "pages_parked", "pages_unparked", "refill_splices",
 };
 
 static const char *const ace_stat_names[] = {
     "hits",          "misses",          "blocks_refilled", "overflows",      "blocks_flushed",
     "remote_frees",  "capacity_grows",  "capacity_shrinks", "budget_denied", "idle_flushes",
     "slabs_acquired", "slabs_released", "slabs_abandoned", "slabs_adopted", "remote_collected",
-    "abandoned_lock_takes", "pages_parked", "pages_unparked",
+    "abandoned_lock_takes", "pages_parked", "pages_unparked", "refill_splices",
 };
 
 // One "<prefix><class size>.<field>" counter per field of a class whose counters are not all 0.

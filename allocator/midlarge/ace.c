@@ -106,6 +106,7 @@ void ace_stats_get(ace_stats *out) {
     mine->abandoned_lock_takes = engine[c].abandoned_lock_takes;
     mine->pages_parked = engine[c].pages_parked;
     mine->pages_unparked = engine[c].pages_unparked;
+    mine->refill_splices = engine[c].refill_splices;
   }
   out->budget_used = ace_budget_used();
   out->budget_limit = ace_budget_limit();

@@ -45,7 +45,7 @@ static uint64_t slab_tag(const ss_slab *head, unsigned engine_class) {
   return ace_head_word(ss_slab_base(head), engine_class - ACE_KIND_BASE);
 }
 
-static uint32_t bin_full(unsigned engine_class);
+static void bin_full(unsigned engine_class);
 
 static const se_front ace_front = {thread_start, thread_stop, slab_tag, bin_full};
 
@@ -67,14 +67,12 @@ void *ace_alloc_refill(unsigned c) {
 }
 
 // A free into the thread's own slab found the bin full: ACE hears of the overflow (it may grow the
-// bin); if it is still full, the blocks past half its capacity go back.
-static uint32_t bin_full(unsigned engine_class) {
+// bin); if it is still full, the engine puts the block straight on its slab.
+static void bin_full(unsigned engine_class) {
   unsigned c = engine_class - ACE_KIND_BASE;
-  se_bin *bin = ace_bin_of(c);
   ACE_COUNT(c, overflows, 1);
   ace_adapt_event(c);
   ace_adapt_tick();
-  return bin->count >= bin->capacity ? bin->count - bin->capacity / 2 : 0;
 }
 
 void ace_free_slow(void *block, ss_slab *head) {

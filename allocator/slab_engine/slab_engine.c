@@ -220,8 +220,14 @@ static uint32_t collect_remote(unsigned c, ss_slab *head) {
   return count;
 }
 
+// A refill asking for at least this many blocks (half the bin: a front that has seen the class
+// busy) may take more than it asked for, a slab's whole free list. Smaller asks walk: a thread
+// that allocates a few blocks and exits then flushes back only those few.
+static inline uint32_t splice_threshold(const se_bin *bin) { return bin->capacity / 2 > 1 ? bin->capacity / 2 : 2; }
+
 // Moves free blocks of `head` into `bin`: the whole remote list when the bin and the local list
-// are empty, else up to `want` from the local free list, remote frees, parked pages and carving.
+// are empty, the whole local list when the bin is empty and `want` is large, else up to `want`
+// from the local free list, remote frees, parked pages and carving.
 static uint32_t take_blocks(unsigned c, ss_slab *head, se_bin *bin, uint32_t want) {
   if (!bin->head && !head->free_list) {
     // Blocks freed by other threads go to the empty bin as they are, all of them (at most a
@@ -240,6 +246,20 @@ static uint32_t take_blocks(unsigned c, ss_slab *head, se_bin *bin, uint32_t wan
   }
   uint32_t size = head->block_size;
   uint32_t limit = head->capacity * size;
+  if (!bin->head && head->free_list && want >= splice_threshold(bin) && !head->trimmed_pages) {
+    // A hot class (the front asks for big batches) takes the slab's whole local list in one
+    // splice instead of walking it block by block: a program that freed thousands of blocks
+    // onto the slab (frees past a full bin) takes them back at one step. The list holds
+    // exactly the carved blocks that are not out (`used` counts the bin's, the program's and
+    // the remote list's); with no page parked, none is missing from it.
+    uint32_t count = head->carve / size - head->used;
+    bin->head = head->free_list;
+    bin->count = count;
+    head->free_list = NULL;
+    head->used += count;
+    SE_COUNT(c, refill_splices, 1);
+    return count;
+  }
   uint32_t got = 0;
   while (got < want) {
     void *block = head->free_list;
@@ -351,6 +371,26 @@ void *se_refill(unsigned c, uint32_t want) {
   }
 }
 
+// Puts free `block` back on its slab `head`, owned by the thread: a slab other than the current
+// one whose last block came back goes to the pool, else to the front of the owned list, where
+// the next refill looks first. Returns the bytes released.
+static inline __attribute__((always_inline)) size_t return_block(unsigned c, se_class_state *state, ss_slab *head,
+                                                                 void *block) {
+  hk_link_set(block, head->free_list);
+  head->free_list = block;
+  head->used--;
+  if (head == state->current) return 0;
+  if (head->used == 0) {
+    ss_slab_list_unlink(&state->owned, head);
+    return release_slab(c, head);
+  }
+  if (state->owned.head != ss_slab_ref(head)) {
+    ss_slab_list_unlink(&state->owned, head);
+    ss_slab_list_push_front(&state->owned, head);
+  }
+  return 0;
+}
+
 // se_flush_bin's loop, specialised by `spans` (the class's slabs are spans): a single-slot slab is
 // its block's own slot, which spares the span-head lookup per block.
 static inline __attribute__((always_inline)) size_t flush_blocks(unsigned c, uint32_t count, int spans) {
@@ -363,18 +403,7 @@ static inline __attribute__((always_inline)) size_t flush_blocks(unsigned c, uin
     bin->count--;
     ss_slab *head = ss_slab_from_pointer_unchecked(block);
     if (spans) head = ss_slab_head(head);
-    hk_link_set(block, head->free_list);
-    head->free_list = block;
-    head->used--;
-    if (head == state->current) continue;
-    if (head->used == 0) {
-      ss_slab_list_unlink(&state->owned, head);
-      released += release_slab(c, head);
-    } else if (state->owned.head != ss_slab_ref(head)) {
-      // It has free blocks now: move it to the front, where the next refill looks first.
-      ss_slab_list_unlink(&state->owned, head);
-      ss_slab_list_push_front(&state->owned, head);
-    }
+    released += return_block(c, state, head, block);
   }
   return released;
 }
@@ -507,10 +536,17 @@ static inline remote_batch *remote_batch_of(const ss_slab *head) {
 // common case saves no register. `owner` is the slab's owner as se_free_slow read it.
 static __attribute__((noinline)) void free_slow_rest(void *block, ss_slab *head, unsigned c, uint64_t owner) {
   if (owner == se_thread.owner_id && owner != 0) {
-    // Our own slab and a full bin: the front's policy says how many go back first.
-    uint32_t flush = classes[c].front->bin_full(c);
-    if (flush) se_flush_bin(c, flush);
-    se_bin_push(&se_thread.bins[c], block);
+    // Our own slab and a full bin: the front hears of it (it may grow the bin). Still full, the
+    // block goes onto its slab's list, as se_free_fast's do.
+    classes[c].front->bin_full(c);
+    se_bin *bin = &se_thread.bins[c];
+    if (bin->count < bin->capacity) {
+      se_bin_push(bin, block);
+      return;
+    }
+    // The cases se_free_fast leaves here: the slab's first free block (a slab not current moves
+    // to the front of the owned list) or its last one out (released when not current).
+    return_block(c, &class_states[c], head, block);
     return;
   }
   SE_COUNT(c, remote_frees, 1);

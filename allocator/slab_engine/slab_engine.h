@@ -10,11 +10,15 @@
 //             through the blocks' first word; the fronts pop and push it inline (se_bin_pop,
 //             se_free_fast) with no lock, no atomic read-modify-write and no call;
 //   refill    se_refill takes a batch from the thread's current slab of the class: its local
-//             free list, then the blocks other threads freed to it (one atomic exchange), then
-//             its parked pages (malloc_trim), then fresh blocks carved in address order; then
-//             another owned slab with free blocks, an abandoned slab (adoption), a pool slab;
-//   flush     se_flush_bin returns blocks to their slabs; a slab whose last block comes back goes
-//             to the shared pool at once;
+//             free list (all of it in one splice once the front asks for big batches), then the
+//             blocks other threads freed to it (one atomic exchange), then its parked pages
+//             (malloc_trim), then fresh blocks carved in address order; then another owned slab
+//             with free blocks, an abandoned slab (adoption), a pool slab;
+//   free      a block of the thread's own slab goes to the bin while it has room, else straight
+//             onto its slab's local free list, inline (no flush: a program that frees thousands
+//             of blocks in a row and then allocates thousands moves each block once);
+//   flush     se_flush_bin returns blocks to their slabs (idle classes, trim, thread exit); a
+//             slab whose last block comes back goes to the shared pool at once;
 //   remote    a block of another thread's slab is pushed on that slab's atomic remote list,
 //             chained per slab and pushed a batch at a time (se_free_slow);
 //   exit      a pthread key destructor flushes every bin and abandons the thread's slabs; slabs
@@ -78,6 +82,7 @@ typedef struct {
   uint64_t abandoned_lock_takes; // acquisitions of the class's abandoned-list lock
   uint64_t pages_parked;         // pages decommitted by se_trim in slabs that stay in use
   uint64_t pages_unparked;       // of those, taken back (blocks reused, or the slab released)
+  uint64_t refill_splices;       // refills that took a slab's whole free list at once (no walk)
 } se_class_stats;
 
 // ---- Classes and fronts -------------------------------------------------------------------------
@@ -93,9 +98,8 @@ typedef struct {
   // with block_size and capacity set.
   uint64_t (*slab_tag)(const ss_slab *head, unsigned class_index);
   // A free of a block of the thread's own slab found the bin of `class_index` full: the front hears
-  // of it (it may grow the bin) and says how many blocks go back to their slabs before the block
-  // is pushed (0: none).
-  uint32_t (*bin_full)(unsigned class_index);
+  // of it (it may grow the bin's capacity). A bin still full then leaves the block to its slab.
+  void (*bin_full)(unsigned class_index);
 } se_front;
 
 // Defines class `class_index` of `front`: blocks of `block_size` bytes (a multiple of 16) in slabs of `slots`
@@ -157,10 +161,12 @@ static inline void se_bin_push(se_bin *bin, void *block) {
 
 // Free's fast path for `block` in slab (span head) `head` of class `class_index`, given the front's
 // block-start check: reports a pointer that is no block start, or a block that carries the free
-// mark (a double free, from any thread), else marks it free and pushes it onto the thread's bin
-// when the thread owns the slab and the bin has room. 1 when done, 0 when the front's slow path
-// must take the block.
-static inline int se_free_fast(void *block, const ss_slab *head, unsigned class_index, int is_block_start,
+// mark (a double free, from any thread), else marks it free and, when the thread owns the slab,
+// pushes it onto the thread's bin while the bin has room, else onto the slab's own free list when
+// that list is not empty and the block is not the slab's last one out (so the slab's place in the
+// thread's lists and its release need no change). 1 when done, 0 when the front's slow path must
+// take the block.
+static inline int se_free_fast(void *block, ss_slab *head, unsigned class_index, int is_block_start,
                                const char *call) {
   if (__builtin_expect(!is_block_start, 0)) {
     se_invalid_free(block, call);
@@ -175,9 +181,21 @@ static inline int se_free_fast(void *block, const ss_slab *head, unsigned class_
   // Relaxed: only the owner itself stores its own id, so reading our id is stable; any other value
   // just means "not ours" (and a thread with no id, 0, has capacity 0 everywhere).
   uint64_t owner = __atomic_load_n(&head->owner, __ATOMIC_RELAXED);
-  if (__builtin_expect(owner == se_thread.owner_id && bin->count < bin->capacity, 1)) {
-    se_bin_push(bin, block);
-    return 1;
+  if (__builtin_expect(owner == se_thread.owner_id, 1)) {
+    if (__builtin_expect(bin->count < bin->capacity, 1)) {
+      se_bin_push(bin, block);
+      return 1;
+    }
+    // A full bin: the block joins its slab's local list (owner-only fields; the slab's line is in
+    // cache, its owner was just read). Flushing part of the bin instead walked those blocks, and
+    // the next refill walked them back; the refill takes this list in one splice (se_refill).
+    void *list = head->free_list;
+    if (list && head->used > 1 && owner != 0) {
+      hk_link_set(block, list);
+      head->free_list = block;
+      head->used--;
+      return 1;
+    }
   }
   return 0;
 }
@@ -202,7 +220,8 @@ size_t se_flush_class(unsigned class_index);
 int se_has_current_slab(unsigned class_index);
 
 // Free's slow path, for a block se_free_fast did not take (marked free already): the thread's own
-// slab with a full bin (the front's bin_full says how many blocks go back first), another thread's
+// slab with a full bin (the front's bin_full hears of it; a bin still full leaves the block on its
+// slab's local free list, releasing the slab when that was its last block out), another thread's
 // slab (onto its remote list, batched per slab), or an abandoned slab (straight to it, releasing
 // the slab when that was its last live block).
 void se_free_slow(void *block, ss_slab *head, unsigned class_index);

@@ -41,11 +41,9 @@ constexpr TestClass kClasses[] = {{kSmall, 1008, 1}, {kMid, 2000, 1}, {kLarge, 2
 // The front's tag: the class + 1 (never 0, so a tagged slab is the test front's).
 uint64_t Tag(const ss_slab *, unsigned class_index) { return uint64_t{class_index} + 1; }
 
-// A full bin flushes half its blocks.
-uint32_t BinFull(unsigned class_index) {
-  se_bin *bin = &se_thread.bins[class_index];
-  return bin->count >= bin->capacity ? bin->count / 2 + 1 : 0;
-}
+// The engine tells the front of frees that found the bin full and reached the slow path.
+std::atomic<uint64_t> bin_full_calls{0};
+void BinFull(unsigned) { bin_full_calls.fetch_add(1, std::memory_order_relaxed); }
 
 void Start();
 void Stop() {}
@@ -137,25 +135,63 @@ TEST(SlabEngine, RefillCarvesInAddressOrderAndBlocksNeverOverlap) {
   for (void *block : blocks) Free(block);
 }
 
-// A full bin flushes back to the slabs; a slab (not the current one) whose last block comes back
-// goes to the pool at once, and a thread flush releases the rest.
-TEST(SlabEngine, FlushReturnsBlocksAndReleasesEmptySlabs) {
+// Frees past a full bin go straight back to their slabs (no flush); a slab (not the current one)
+// whose last block comes back goes to the pool at once, and a thread flush releases the rest.
+TEST(SlabEngine, FreesPastAFullBinReturnToSlabsAndReleaseEmptySlabs) {
   se_thread_flush();
   se_class_stats start = Totals(kSmall);
   std::vector<void *> blocks;
   for (int i = 0; i < 600; i++) blocks.push_back(Alloc(kSmall));  // ten slabs of 61..65 blocks
   se_class_stats before = Totals(kSmall);
   EXPECT_GE(before.slabs_acquired - start.slabs_acquired, 9u);
+  uint64_t full_calls_before = bin_full_calls.load();
   for (void *block : blocks) Free(block);
   se_class_stats after = Totals(kSmall);
-  EXPECT_GE(after.flushes - before.flushes, 1u);
-  EXPECT_GE(after.blocks_flushed - before.blocks_flushed, 600u - kBinCapacity);
+  EXPECT_EQ(after.flushes, before.flushes) << "no bin flush: the blocks past a full bin went to their slabs";
+  EXPECT_EQ(se_thread.bins[kSmall].count, kBinCapacity) << "the bin filled first";
+  EXPECT_GE(bin_full_calls.load() - full_calls_before, 1u) << "the front heard of the full bin";
   EXPECT_GE(after.slabs_released - before.slabs_released, 6u) << "slabs other than the current one";
-  EXPECT_LE(se_thread.bins[kSmall].count, kBinCapacity);
   se_thread_flush();
   EXPECT_EQ(Totals(kSmall).slabs_released - start.slabs_released, before.slabs_acquired - start.slabs_acquired)
       << "every slab of the class went back";
   EXPECT_EQ(se_abandoned_count(kSmall), 0u);
+}
+
+// A program that frees thousands of its blocks in a row and then allocates thousands (a ring of
+// batches): the frees past the full bin join their slabs' lists and the refills take each list
+// back in one splice, with every live block's contents intact and no slab taken from the pool.
+TEST(SlabEngine, RefillsSpliceWhatFreesPastAFullBinLeftOnTheSlab) {
+  se_thread_flush();
+  constexpr int kRing = 4000;
+  std::vector<void *> ring;
+  for (int i = 0; i < kRing; i++) {
+    ring.push_back(Alloc(kTiny));
+    Fill(ring.back(), 48, static_cast<unsigned>(i));
+  }
+  se_class_stats start = Totals(kTiny);
+  for (int cycle = 0; cycle < 20; cycle++) {
+    // Keep the first fifth alive; free the older rest in order, the newer rest in reverse.
+    for (int i = kRing / 5; i < kRing / 2; i++) Free(ring[i]);
+    for (int i = kRing - 1; i >= kRing / 2; i--) Free(ring[i]);
+    for (int i = kRing / 5; i < kRing; i++) {
+      ring[i] = Alloc(kTiny);
+      ASSERT_NE(ring[i], nullptr);
+      Fill(ring[i], 48, static_cast<unsigned>(cycle * kRing + i));
+    }
+    for (int i = 0; i < kRing / 5; i++) ASSERT_TRUE(Verify(ring[i], 48, static_cast<unsigned>(i))) << "cycle " << cycle;
+  }
+  se_class_stats after = Totals(kTiny);
+  EXPECT_GE(after.refill_splices - start.refill_splices, 20u) << "at least one splice per cycle";
+  EXPECT_EQ(after.flushes, start.flushes) << "no bin flush";
+  // Only a slab that a cycle empties goes to the pool (and comes back): 4,000 blocks of 48 B
+  // span four slabs, one of them kept by the live fifth.
+  EXPECT_LE(after.slabs_acquired - start.slabs_acquired, 20u * 3) << "the freed blocks were reused";
+  // A refill walks at most a batch; the splices moved the rest: far fewer refills than blocks.
+  EXPECT_LT(after.refills - start.refills, (after.blocks_refilled - start.blocks_refilled) / 16);
+  ExpectDisjoint(ring, 48);
+  for (int i = kRing / 5; i < kRing; i++) ASSERT_TRUE(Verify(ring[i], 48, static_cast<unsigned>(19 * kRing + i)));
+  for (void *block : ring) Free(block);
+  se_thread_flush();
 }
 
 // Blocks other threads freed come back to the owner's bin in one refill, all of them, even past

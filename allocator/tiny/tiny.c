@@ -84,7 +84,7 @@ static void thread_start(void) {
 // The engine zeroes the capacities itself; the refill batches restart at the next start.
 static void thread_stop(void) {}
 
-static uint32_t bin_full(unsigned class_index);
+static void bin_full(unsigned class_index);
 
 static const se_front tiny_front = {thread_start, thread_stop, slab_tag, bin_full};
 
@@ -120,12 +120,11 @@ void *tiny_alloc_refill(unsigned class_index) {
   return se_refill(class_index, want);
 }
 
-// A free into the thread's own slab found the bin full: half of it goes back to the slabs.
-static uint32_t bin_full(unsigned class_index) {
+// A free into the thread's own slab found the bin full (the engine then puts the block straight
+// on its slab): a slow-path call, so the class is active and the maintenance clock may tick.
+static void bin_full(unsigned class_index) {
   maintenance_tick(class_index);
   class_states[class_index].last_active_ms = maintenance.clock_ms;
-  se_bin *bin = tiny_bin_of(class_index);
-  return bin->count >= bin->capacity ? bin->count / 2 + 1 : 0;
 }
 
 void tiny_free_slow(void *block, ss_slab *slab) { se_free_slow(block, slab, slab->kind); }
