@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Side-by-side allocator comparison for HAKMEM.
 
-Runs every workload (the C benchmarks in this directory and real programs: sqlite3, python3, gcc)
+Runs every workload (the C benchmarks in this directory and real programs: sqlite3, python3, gcc,
+redis-server, lua5.4, clang++, jq, xmllint, gawk, perl)
 under every allocator found (glibc, mimalloc, jemalloc, tcmalloc, HAKMEM when built), with the
 repetitions interleaved across allocators, and writes Markdown, CSV and SVG results.
 
@@ -93,7 +94,8 @@ def discover_allocators(requested, hakmem_path, log):
 class Workload:
     def __init__(self, name, kind, models, binary=None, args=(), quick_args=(), program=None):
         self.name = name
-        self.kind = kind          # "bench": a C benchmark printing RESULT; "program": a timed real program
+        self.kind = kind          # "bench": a C benchmark printing RESULT; "program": a timed real program;
+                                  # "service": a server loaded by a client (programs/<program>_service.py)
         self.models = models
         self.binary = binary
         self.args = list(args)
@@ -102,11 +104,40 @@ class Workload:
 
     @property
     def metric(self):
-        return "ops_per_sec" if self.kind == "bench" else "seconds"
+        # A service's rate is requests per second, shown and compared like a benchmark's ops/s.
+        return "ops_per_sec" if self.kind in ("bench", "service") else "seconds"
 
 
 def bench(name, binary, models, *args):
     return Workload(name, "bench", models, binary=binary, args=args, quick_args=list(args) + ["--quick"])
+
+
+# Programs run more threads than cores (issue 17), and this machine has 2: these rows run each
+# multi-thread benchmark at 4, 8 and 16 threads, where an allocator's lock holder gets preempted.
+OVERSUBSCRIBED_THREADS = (4, 8, 16)
+
+
+def threads_option(threads):
+    return ["--threads=%d" % threads]
+
+
+def bench_oversubscribed(stem, binary, models, *args, thread_options=threads_option, per_thread=None,
+                         thread_counts=OVERSUBSCRIBED_THREADS):
+    """Rows STEM_t4, STEM_t8, STEM_t16. A benchmark whose count is a total over all its threads needs
+    nothing more. One that counts per thread gets per_thread=(option, full total, quick total), the
+    2-thread row's totals from its defaults: each row divides them evenly over its threads, so a
+    16-thread row does the 2-thread row's work, not 8 times as much."""
+    rows = []
+    for threads in thread_counts:
+        full = list(args) + thread_options(threads)
+        quick = list(full)
+        if per_thread:
+            option, full_total, quick_total = per_thread
+            full.append("--%s=%d" % (option, full_total // threads))
+            quick.append("--%s=%d" % (option, quick_total // threads))
+        rows.append(Workload("%s_t%d" % (stem, threads), "bench", "%s, %d threads" % (models, threads),
+                             binary=binary, args=full, quick_args=quick + ["--quick"]))
+    return rows
 
 
 WORKLOADS = [
@@ -115,19 +146,56 @@ WORKLOADS = [
           "--min=16", "--max=128", "--name=random_mixed_small"),
     bench("larson_t1", "larson", "server simulation, 1 chain, thread hand-over", "--threads=1"),
     bench("larson_t2", "larson", "server simulation, 2 chains", "--threads=2"),
+    *bench_oversubscribed("larson", "larson", "server simulation, larson_t2's total rounds",
+                          per_thread=("rounds", 2 * 500000, 2 * 20000)),
     bench("mid_large_mt_t1", "mid_large_mt", "8-32 KiB blocks, 1 thread", "--threads=1"),
     bench("mid_large_mt_t2", "mid_large_mt", "8-32 KiB blocks, 2 threads", "--threads=2"),
+    *bench_oversubscribed("mid_large_mt", "mid_large_mt", "8-32 KiB blocks, mid_large_mt_t2's total ops",
+                          per_thread=("ops", 2 * 8000000, 2 * 50000)),
     bench("xthread", "xthread", "producer allocates, consumer frees (remote free)"),
+    *bench_oversubscribed("xthread", "xthread", "half the threads allocate, half free",
+                          thread_options=lambda threads: ["--producers=%d" % (threads // 2),
+                                                          "--consumers=%d" % (threads // 2)]),
     bench("cache_scratch", "cache_scratch", "allocator-induced false sharing, 2 threads"),
+    *bench_oversubscribed("cache_scratch", "cache_scratch", "false sharing, cache_scratch's total iterations",
+                          per_thread=("iterations", 2 * 5000000, 2 * 20000)),
     bench("thread_churn", "thread_churn", "40,000 short-lived threads"),
+    # thread_churn itself runs 4 at a time.
+    *bench_oversubscribed("thread_churn", "thread_churn", "40,000 short-lived threads",
+                          thread_options=lambda threads: ["--concurrent=%d" % threads], thread_counts=(8, 16)),
     bench("realloc_grow", "realloc_grow", "realloc 16 B <-> 4 MiB"),
     bench("big_blocks", "big_blocks", "64 KiB-16 MiB blocks, every page touched"),
+    bench("ring_batches_t1", "ring_batches", "1-1000 B sweep, rings of 5,000 freed in bursts", "--threads=1"),
+    bench("ring_batches_t2", "ring_batches", "the same, 2 threads", "--threads=2"),
+    *bench_oversubscribed("ring_batches", "ring_batches", "rings freed in bursts"),
+    bench("long_tail_xthread_t2", "long_tail_xthread", "16 B-16 KiB long tail, 15 % freed by another thread",
+          "--threads=2"),
+    *bench_oversubscribed("long_tail_xthread", "long_tail_xthread", "long tail, 15 % remote frees"),
+    bench("realloc_churn", "realloc_churn", "strings and packed lists grown by realloc, 1 thread", "--threads=1"),
+    bench("realloc_churn_t2", "realloc_churn", "the same, 2 threads", "--threads=2"),
+    *bench_oversubscribed("realloc_churn", "realloc_churn", "realloc growth"),
+    bench("mid_large_touch_t1", "mid_large_mt", "mid_large_mt touching first and last byte only, 1 thread",
+          "--touch=ends", "--name=mid_large_touch", "--threads=1"),
+    bench("mid_large_touch_t2", "mid_large_mt", "the same, 2 threads",
+          "--touch=ends", "--name=mid_large_touch", "--threads=2"),
+    *bench_oversubscribed("mid_large_touch", "mid_large_mt", "8-32 KiB, ends touched, mid_large_touch_t2's total ops",
+                          "--touch=ends", "--name=mid_large_touch", per_thread=("ops", 2 * 8000000, 2 * 50000)),
     bench("fragmentation", "fragmentation", "peak RSS vs live bytes after scattered frees"),
     bench("fragmentation_trim", "fragmentation", "the same, calling malloc_trim(0) after the frees",
           "--trim", "--name=fragmentation_trim"),
     Workload("sqlite", "program", "sqlite3 :memory: - 300K inserts, indexes, queries", program="sqlite"),
     Workload("python", "program", "python3 (PYTHONMALLOC=malloc) building and dropping dicts/lists", program="python"),
     Workload("gcc", "program", "gcc -O2 -c of a generated 290 KB C file", program="gcc"),
+    Workload("redis", "service", "redis-server loaded by redis-benchmark: SET/GET/LPUSH/LRANGE/HSET, "
+             "16 B-4 KiB values, 50 clients; requests/s", program="redis"),
+    Workload("redis_pipelined", "service", "the same with pipelining (-P 16), 5x the requests",
+             args=["--pipelined"], program="redis"),
+    Workload("lua", "program", "lua5.4: tables and strings built, indexed, sorted and dropped", program="lua"),
+    Workload("clang", "program", "clang++ -O1 -c of a generated template-heavy C++17 file", program="clang"),
+    Workload("jq", "program", "jq grouping and rebuilding a generated 7 MB JSON document", program="jq"),
+    Workload("xmllint", "program", "xmllint --c14n of a generated 24 MB XML document, 3 times", program="xmllint"),
+    Workload("awk", "program", "gawk: associative arrays over a generated 150,000-line log", program="awk"),
+    Workload("perl", "program", "perl: regexes, hashes of arrays, sorts over the same log", program="perl"),
 ]
 WORKLOADS_BY_NAME = {w.name: w for w in WORKLOADS}
 
@@ -182,7 +250,45 @@ class ProgramInputs:
                 raise MissingTool("gcc not installed")
             obj = os.path.join(self.scratch, "large-%s.o" % run_tag)
             return [gcc, "-O2", "-c", self.prepared["gcc"], "-o", obj], None, {}, obj
+        # The programs below were added for issue 17: each works the allocator hard (allocations per
+        # second in docs/benchmarks.md) from an input generated here or a script shipped beside it.
+        if program == "lua":
+            scale = ["5000", "1"] if self.quick else []  # records per round, rounds
+            return [self._tool("lua5.4"), os.path.join(self.programs_dir, "lua_workload.lua")] + scale, None, {}, None
+        if program == "clang":
+            source = self._input("gen_templates_cpp.py", ["--units=1"] if self.quick else [], "templates.cc")
+            obj = os.path.join(self.scratch, "templates-%s.o" % run_tag)
+            # clang's object files are byte-for-byte reproducible: hashed with stdout, like gcc's.
+            return [self._tool("clang++", "clang++-14"), "-std=c++17", "-O1", "-c", source, "-o", obj], None, {}, obj
+        if program == "jq":
+            orders = self._input("gen_json.py", ["--orders=1000"] if self.quick else [], "orders.json")
+            return ([self._tool("jq"), "-c", "-f", os.path.join(self.programs_dir, "jq_workload.jq"), orders],
+                    None, {}, None)
+        if program == "xmllint":
+            catalog = self._input("gen_xml.py", ["--products=3000"] if self.quick else [], "catalog.xml")
+            # Three passes, as a batch job over several documents would: parse, canonicalise, free.
+            return [self._tool("xmllint"), "--c14n", catalog, catalog, catalog], None, {}, None
+        if program in ("awk", "perl"):
+            log = self._input("gen_log.py", ["--lines=8000"] if self.quick else [], "access.log")
+            if program == "awk":
+                return ([self._tool("gawk"), "-f", os.path.join(self.programs_dir, "awk_workload.awk"), log],
+                        None, {}, None)
+            return [self._tool("perl"), os.path.join(self.programs_dir, "perl_workload.pl"), log], None, {}, None
         raise ValueError(program)
+
+    def _input(self, script, args, filename):
+        """The output of a generator script in programs/, made once per compare run."""
+        if filename not in self.prepared:
+            self.prepared[filename] = self._generate(script, args, os.path.join(self.scratch, filename))
+        return self.prepared[filename]
+
+    @staticmethod
+    def _tool(*names):
+        for name in names:
+            path = shutil.which(name)
+            if path:
+                return path
+        raise MissingTool("%s not installed (tools/setup.sh installs it)" % names[0])
 
 
 class MissingTool(Exception):
@@ -279,7 +385,32 @@ def tail(path, lines=3):
         return ""
 
 
+# The service drivers (programs/<program>_service.py), loaded from --programs-dir when first used.
+SERVICE_MODULES = {}
+
+
+def run_service(workload, allocator, options, scratch, run_tag, strace_out=None):
+    """A server runs under the allocator and its own client loads it: programs/<program>_service.py
+    does the starting, waiting, loading, checking and stopping, and reports like run_once."""
+    result = RunResult()
+    name = workload.program + "_service"
+    if name not in SERVICE_MODULES:
+        import importlib.util
+        spec = importlib.util.spec_from_file_location(name, os.path.join(options.programs_dir, name + ".py"))
+        SERVICE_MODULES[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(SERVICE_MODULES[name])
+    outcome = SERVICE_MODULES[name].run(allocator.environment(dict(os.environ)), scratch, run_tag,
+                                        options.programs_dir, quick=options.quick,
+                                        pipelined="--pipelined" in workload.args, timeout=options.timeout,
+                                        strace_out=strace_out)
+    for field in ("status", "detail", "value", "wall", "rss_kib", "digest"):
+        setattr(result, field, getattr(outcome, field))
+    return result
+
+
 def run_once(workload, allocator, options, inputs, scratch, run_tag, strace_out=None):
+    if workload.kind == "service":
+        return run_service(workload, allocator, options, scratch, run_tag, strace_out)
     result = RunResult()
     base_env = dict(os.environ)
     extra_env, output_file, stdin_path = {}, None, None
@@ -739,9 +870,9 @@ def main(argv):
         allocators.append(Allocator(name, os.path.abspath(path)))
     if options.list:
         for w in WORKLOADS:
-            print("%-20s %s" % (w.name, w.models))
+            print("%-22s %s" % (w.name, w.models))
         for a in allocators:
-            print("allocator %-10s %s" % (a.name, a.library or "(no preload)"))
+            print("allocator %-12s %s" % (a.name, a.library or "(no preload)"))
         return 0
     if not allocators:
         log("no allocator left to run")
@@ -786,10 +917,10 @@ def main(argv):
                     cells[w.name][a.name].runs.append(run)
                     shown = (format_value(w, run.value) if run.status == "ok" else run.status)
                     rss = format_kib(run.rss_kib) if run.rss_kib else "-"
-                    log("[%3d/%d %5.0fs] %-18s %-9s rep %d/%d: %s, peak RSS %s%s"
+                    log("[%3d/%d %5.0fs] %-21s %-9s rep %d/%d: %s, peak RSS %s%s"
                         % (done, total, time.monotonic() - t0, w.name, a.name, rep + 1, options.reps, shown, rss,
                            ("  " + run.detail) if run.status != "ok" and run.detail else ""))
-            if w.kind == "program":
+            if w.kind in ("program", "service"):
                 digests = {(a.name, i): r.digest for a in allocators for i, r in enumerate(cells[w.name][a.name].runs)
                            if r.status == "ok"}
                 distinct = set(digests.values())
@@ -808,7 +939,7 @@ def main(argv):
                     path = os.path.join(scratch, "strace-%s-%s.txt" % (w.name, a.name))
                     run = run_once(w, a, options, inputs, scratch, "strace-%s-%s" % (w.name, a.name), strace_out=path)
                     syscalls[(w.name, a.name)] = parse_strace_summary(path) if run.status == "ok" else None
-                    log("strace %-18s %-9s: %s" % (w.name, a.name, syscalls[(w.name, a.name)] or run.status))
+                    log("strace %-21s %-9s: %s" % (w.name, a.name, syscalls[(w.name, a.name)] or run.status))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     elapsed = time.monotonic() - t0

@@ -22,6 +22,12 @@ PACKAGES=(
   git                    # tests/git_test.sh: a real program under the preload
   perl                   # tests/perl_test.sh: a real program under the preload
   libpython3.11-testsuite # CPython's own unit tests, run under the preload (tests/python_test.sh)
+  redis-server           # compare's redis rows: a real server loaded over loopback (tests/redis_test.sh)
+  redis-tools            # redis-benchmark and redis-cli, the redis rows' load generator and checker
+  lua5.4                 # compare's lua row: table and string churn in a garbage-collected VM
+  jq                     # compare's jq row: parses and rebuilds generated JSON (many small objects)
+  libxml2-utils          # xmllint, compare's xmllint row: DOM of a generated XML document
+  gawk                   # compare's awk row: associative arrays and string building on generated text
 )
 
 missing=()
