@@ -1,5 +1,5 @@
 // The prefixed API, the slow paths of the front door, process-wide set-up (fork handlers, the
-// exit-time statistics) and malloc_trim.
+// exit-time statistics: hakmem_stats.c writes them) and malloc_trim.
 #define _GNU_SOURCE
 #include "allocator/hakmem.h"
 
@@ -137,128 +137,6 @@ void hakmem_stats_get(hakmem_stats *out) {
   out->bytes_committed = hk_stat_get(HK_STAT_OS_BYTES_COMMITTED);
 }
 
-// ---- Statistics output (no malloc, no stdio: it runs at exit, inside the allocator) -----------
-typedef struct {
-  int fd;
-  char buffer[4096];
-  size_t length;
-} stats_writer;
-
-static void writer_flush(stats_writer *writer) {
-  size_t done = 0;
-  while (done < writer->length) {
-    ssize_t written = write(writer->fd, writer->buffer + done, writer->length - done);
-    if (written <= 0) {
-      if (written < 0 && errno == EINTR) continue;
-      break;
-    }
-    done += (size_t)written;
-  }
-  writer->length = 0;
-}
-
-static void writer_text(stats_writer *writer, const char *text) {
-  for (; *text; text++) {
-    if (writer->length == sizeof writer->buffer) writer_flush(writer);
-    writer->buffer[writer->length++] = *text;
-  }
-}
-
-static void writer_number(stats_writer *writer, uint64_t value) {
-  char digits[24];
-  hk_report_format_decimal(digits, value);
-  writer_text(writer, digits);
-}
-
-// One "name value" line, or one JSON member.
-static void writer_counter(stats_writer *writer, int json, int *first, const char *name, uint64_t value) {
-  if (json) {
-    writer_text(writer, *first ? "\n  \"" : ",\n  \"");
-    writer_text(writer, name);
-    writer_text(writer, "\": ");
-  } else {
-    writer_text(writer, "hakmem: ");
-    writer_text(writer, name);
-    writer_text(writer, " ");
-  }
-  writer_number(writer, value);
-  if (!json) writer_text(writer, "\n");
-  *first = 0;
-}
-
-static const char *const tiny_stat_names[] = {
-    "refills", "blocks_refilled", "flushes", "blocks_flushed", "remote_frees", "remote_collected",
-    "slabs_acquired", "slabs_released", "slabs_abandoned", "slabs_adopted", "abandoned_lock_takes",
-    "pages_parked", "pages_unparked", "refill_splices",
-};
-
-static const char *const ace_stat_names[] = {
-    "hits",          "misses",          "blocks_refilled", "overflows",      "blocks_flushed",
-    "remote_frees",  "capacity_grows",  "capacity_shrinks", "budget_denied", "idle_flushes",
-    "slabs_acquired", "slabs_released", "slabs_abandoned", "slabs_adopted", "remote_collected",
-    "abandoned_lock_takes", "pages_parked", "pages_unparked", "refill_splices",
-};
-
-// One "<prefix><class size>.<field>" counter per field of a class whose counters are not all 0.
-static void writer_class_counters(stats_writer *writer, int json, int *first, const char *prefix, uint64_t class_size,
-                                  const uint64_t *values, const char *const *names, size_t count) {
-  int any = 0;
-  for (size_t i = 0; i < count; i++) any |= values[i] != 0;
-  if (!any) return;
-  for (size_t i = 0; i < count; i++) {
-    char name[64];
-    size_t length = 0;
-    for (const char *p = prefix; *p; p++) name[length++] = *p;
-    length += hk_report_format_decimal(name + length, class_size);
-    name[length++] = '.';
-    const char *field = names[i];
-    while (*field && length < sizeof name - 1) name[length++] = *field++;
-    name[length] = '\0';
-    writer_counter(writer, json, first, name, values[i]);
-  }
-}
-
-void hakmem_stats_write(int fd, int json) {
-  stats_writer writer = {.fd = fd, .length = 0};
-  int first = 1;
-  if (json) writer_text(&writer, "{");
-  for (int i = 0; i < HK_STAT_COUNT; i++)
-    writer_counter(&writer, json, &first, hk_stat_name((hk_stat_id)i), hk_stat_get((hk_stat_id)i));
-  tiny_class_stats classes[TINY_CLASS_COUNT];
-  tiny_stats_get(classes);
-  _Static_assert(sizeof(tiny_stat_names) / sizeof(tiny_stat_names[0]) == sizeof(tiny_class_stats) / sizeof(uint64_t),
-                 "one name per tiny counter");
-  for (unsigned c = 0; c < TINY_CLASS_COUNT; c++)
-    writer_class_counters(&writer, json, &first, "tiny.class", tiny_class_size[c], (const uint64_t *)&classes[c],
-                          tiny_stat_names, sizeof(tiny_class_stats) / sizeof(uint64_t));
-  ace_stats ace;
-  ace_stats_get(&ace);
-  _Static_assert(sizeof(ace_stat_names) / sizeof(ace_stat_names[0]) == sizeof(ace_class_stats) / sizeof(uint64_t),
-                 "one name per ACE counter");
-  for (unsigned c = 0; c < ACE_CLASS_COUNT; c++)
-    writer_class_counters(&writer, json, &first, "ace.class", ace_class_size(c), (const uint64_t *)&ace.classes[c],
-                          ace_stat_names, sizeof(ace_class_stats) / sizeof(uint64_t));
-  // Peak RSS, from the kernel's own accounting (VmHWM in /proc/self/status), in KiB.
-  int status = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-  if (status >= 0) {
-    char text[4096];
-    ssize_t got = read(status, text, sizeof text - 1);
-    close(status);
-    if (got > 0) {
-      text[got] = '\0';
-      const char *hwm = strstr(text, "VmHWM:");
-      if (hwm) {
-        uint64_t kib = 0;
-        for (hwm += 6; *hwm == ' ' || *hwm == '\t'; hwm++) {}
-        for (; *hwm >= '0' && *hwm <= '9'; hwm++) kib = kib * 10 + (uint64_t)(*hwm - '0');
-        writer_counter(&writer, json, &first, "process.peak_rss_kib", kib);
-      }
-    }
-  }
-  if (json) writer_text(&writer, "\n}\n");
-  writer_flush(&writer);
-}
-
 // ---- Process set-up ---------------------------------------------------------------------------
 // fork() takes every allocator lock before and releases them after, so that the child never
 // inherits a lock another thread held mid-update. Two cases must take none:
@@ -314,6 +192,8 @@ static void age_other_layers(void) {
   sp_trim(0);
 }
 
+// HAKMEM_STATS: json:PATH writes the raw counters to PATH; all prints them and the summary; any
+// other value but 0 (1) prints the summary.
 static void print_stats_at_exit(void) {
   const char *setting = hk_config_string(HK_OPT_STATS);
   if (strncmp(setting, "json:", 5) == 0) {
@@ -324,9 +204,11 @@ static void print_stats_at_exit(void) {
     }
     hakmem_stats_write(fd, 1);
     close(fd);
-  } else if (setting[0] != '0') {
-    hakmem_stats_write(stats_fd, 0);
+    return;
   }
+  if (setting[0] == '0') return;
+  if (strcmp(setting, "all") == 0) hakmem_stats_write(stats_fd, 0);
+  hakmem_stats_summary_write(stats_fd);
 }
 
 // Runs when the library is loaded (or the program starts, for the static override). Nothing

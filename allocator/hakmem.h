@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -41,7 +42,7 @@ size_t hakmem_malloc_usable_size(void *block);
 // of exited threads). Returns 1 when memory was released, else 0. `pad` is ignored.
 int hakmem_malloc_trim(size_t pad);
 
-// A few totals for programs and tests (the full set prints at exit with HAKMEM_STATS=1).
+// A few totals for programs and tests (HAKMEM_STATS=1 prints a summary at exit, =all every counter).
 typedef struct {
   uint64_t os_mmap_calls;      // mmap calls so far
   uint64_t os_munmap_calls;    // munmap calls so far
@@ -54,8 +55,50 @@ typedef struct {
 void hakmem_stats_get(hakmem_stats *out);
 
 // Writes every counter to file descriptor `fd` as text (json = 0) or JSON (json = 1), using no
-// malloc and no stdio. What HAKMEM_STATS=1 / json:PATH does at exit.
+// malloc and no stdio. What HAKMEM_STATS=all / json:PATH does at exit.
 void hakmem_stats_write(int fd, int json);
+
+// The summary's first line starts "hakmem: " HAKMEM_SUMMARY_TITLE.
+#define HAKMEM_SUMMARY_TITLE "HAKMEM memory summary"
+
+// Writes the readable summary to `fd`, using no malloc and no stdio: RSS now and at the peak;
+// bytes reserved, committed, in use and cached per layer; per size class the live blocks, the
+// allocations and fast-path hit rate where counted, refills and slabs; slow paths, memory
+// syscalls, lock waits and bytes given back. What HAKMEM_STATS=1 prints at exit and malloc_stats
+// prints. README.md ("Statistics") says how each figure is derived.
+void hakmem_stats_summary_write(int fd);
+
+// ---- glibc's introspection calls (the preload library and //:hakmem_static export them under
+// glibc's names; README.md, "glibc introspection calls", has the field mapping) ----------------
+
+// glibc's struct mallinfo2, field for field.
+typedef struct {
+  size_t arena;     // committed bytes HAKMEM holds besides live huge blocks: uordblks + fordblks
+  size_t ordblks;   // free units: free slabs, cached SuperSlabs and huge mappings, free arena spans
+  size_t smblks;    // free blocks in the calling thread's caches (bins)
+  size_t hblks;     // live huge blocks (> 512 KiB)
+  size_t hblkhd;    // their bytes
+  size_t usmblks;   // 0, as glibc
+  size_t fsmblks;   // bytes of the smblks blocks
+  size_t uordblks;  // bytes of live tiny and mid blocks (huge ones are in hblkhd, as glibc's mmaps)
+  size_t fordblks;  // committed bytes not in use: free blocks and slabs, cached huge memory
+  size_t keepcost;  // of those, what malloc_trim gives back whole: free slabs, cached huge memory
+} hakmem_mallinfo;
+
+// mallinfo2: the figures above, now (the pool's slabs are walked; about a millisecond per GiB).
+hakmem_mallinfo hakmem_mallinfo2(void);
+
+// malloc_stats: the summary (hakmem_stats_summary_write) on stderr.
+void hakmem_malloc_stats(void);
+
+// malloc_info: glibc's XML shape with HAKMEM's figures, written to `stream` with stdio (after the
+// figures are taken, no lock of HAKMEM's is held). options != 0, or no stream: -1, errno EINVAL.
+int hakmem_malloc_info(int options, FILE *stream);
+
+// mallopt: M_TRIM_THRESHOLD sets HAKMEM_HUGE_CACHE_MAX_BYTES (the free memory kept for huge blocks
+// before it goes back; negative: no bound) and returns 1; every other parameter has no HAKMEM
+// counterpart and returns 0, changing nothing.
+int hakmem_mallopt(int param, int value);
 
 // True when `block` is a pointer HAKMEM handed out (a slab or huge block of ours).
 int hakmem_owns(const void *block);

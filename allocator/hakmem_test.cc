@@ -14,6 +14,7 @@
 
 #include "allocator/midlarge/ace.h"
 #include "allocator/superslab/registry.h"
+#include "allocator/testing/fd_text.h"
 #include "gtest/gtest.h"
 
 namespace {
@@ -329,8 +330,6 @@ TEST(Realloc, BlocksGrownPastTheArenaMinimumMoveToTheArena) {
 }
 
 TEST(Stats, WritesJsonWithTheCounters) {
-  int pipe_ends[2];
-  ASSERT_EQ(pipe(pipe_ends), 0);
   void *block = hakmem_malloc(2 << 20);
   hakmem_free(block);
   // Mid blocks of 3,000 B (class 3072) on a thread that exits: its bin hits are folded in at exit.
@@ -342,13 +341,8 @@ TEST(Stats, WritesJsonWithTheCounters) {
       blocks.clear();
     }
   }).join();
-  hakmem_stats_write(pipe_ends[1], 1);
-  close(pipe_ends[1]);
-  std::string text;
-  char buffer[4096];
-  ssize_t got;
-  while ((got = read(pipe_ends[0], buffer, sizeof buffer)) > 0) text.append(buffer, got);
-  close(pipe_ends[0]);
+  std::string text = hakmem_testing::TextWrittenTo([](int fd) { hakmem_stats_write(fd, 1); });
+  ASSERT_FALSE(text.empty());
   EXPECT_EQ(text.front(), '{');
   EXPECT_NE(text.find("\"os.mmap_calls\": "), std::string::npos) << text;
   EXPECT_NE(text.find("\"process.peak_rss_kib\": "), std::string::npos) << text;

@@ -3,7 +3,9 @@
 // Each body is the front door's inline code (hakmem_inline.h), so the fast paths make no call.
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "allocator/hakmem.h"
@@ -38,6 +40,30 @@ HK_EXPORT void *pvalloc(size_t size) { return hakmem_pvalloc(size); }
 HK_EXPORT size_t malloc_usable_size(void *block) { return hk_usable_size_inline(block, "malloc_usable_size"); }
 
 HK_EXPORT int malloc_trim(size_t pad) { return hakmem_malloc_trim(pad); }
+
+// glibc's introspection calls, answered with HAKMEM's figures (hakmem_introspect.c).
+HK_EXPORT struct mallinfo2 mallinfo2(void) {
+  hakmem_mallinfo info = hakmem_mallinfo2();
+  return (struct mallinfo2){info.arena, info.ordblks, info.smblks, info.hblks, info.hblkhd,
+                            info.usmblks, info.fsmblks, info.uordblks, info.fordblks, info.keepcost};
+}
+
+// The int fields of the old call saturate at INT_MAX instead of wrapping (glibc's wrap).
+static int saturated(size_t value) { return value > INT_MAX ? INT_MAX : (int)value; }
+
+HK_EXPORT struct mallinfo mallinfo(void) {
+  hakmem_mallinfo info = hakmem_mallinfo2();
+  return (struct mallinfo){saturated(info.arena),    saturated(info.ordblks), saturated(info.smblks),
+                           saturated(info.hblks),    saturated(info.hblkhd),  saturated(info.usmblks),
+                           saturated(info.fsmblks),  saturated(info.uordblks), saturated(info.fordblks),
+                           saturated(info.keepcost)};
+}
+
+HK_EXPORT void malloc_stats(void) { hakmem_malloc_stats(); }
+
+HK_EXPORT int malloc_info(int options, FILE *stream) { return hakmem_malloc_info(options, stream); }
+
+HK_EXPORT int mallopt(int param, int value) { return hakmem_mallopt(param, value); }
 
 // glibc's internal entry points, which some programs and libraries call directly.
 HK_EXPORT void *__libc_malloc(size_t size) { return hk_malloc_inline(size); }

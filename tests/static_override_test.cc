@@ -1,7 +1,7 @@
 // //:hakmem_static linked into a test binary (linkstatic): the standard malloc family and C++
 // operator new/delete resolve to HAKMEM. Checks ownership across sizes 1 B .. 16 MiB, that free
 // works, aligned and sized new/delete, the invalid-free death message, and fork from a program
-// with four allocating threads.
+// with four allocating threads; glibc's introspection calls.
 #include <errno.h>
 #include <malloc.h>
 #include <signal.h>
@@ -14,6 +14,7 @@
 #include <atomic>
 #include <memory>
 #include <new>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -211,6 +212,23 @@ TEST(StaticOverrideForkTest, ForkWhileFourThreadsAllocate) {
   }
   stop = true;
   for (auto &thread : threads) thread.join();
+}
+
+// glibc's introspection calls resolve to HAKMEM's too: mallinfo2 counts its blocks, malloc_stats
+// prints its summary, mallopt refuses what HAKMEM has no counterpart for.
+TEST(StaticOverrideTest, IntrospectionCallsAnswerWithHakmemsFigures) {
+  struct mallinfo2 before = mallinfo2();
+  std::vector<void *> blocks(20000);
+  for (void *&block : blocks) block = malloc(100);
+  struct mallinfo2 held = mallinfo2();
+  EXPECT_GE(held.uordblks, before.uordblks + blocks.size() * 100);
+  testing::internal::CaptureStderr();
+  malloc_stats();
+  std::string text = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(text.rfind(std::string("hakmem: ") + HAKMEM_SUMMARY_TITLE, 0), 0u) << text;
+  EXPECT_EQ(mallopt(M_ARENA_MAX, 2), 0);
+  for (void *block : blocks) free(block);
+  EXPECT_LE(mallinfo2().uordblks + blocks.size() * 100, held.uordblks);
 }
 
 }  // namespace

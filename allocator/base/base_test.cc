@@ -42,6 +42,34 @@ TEST(SpinLock, ExclusiveWithMoreThreadsThanCores) {
   hk_spin_unlock(&lock);
 }
 
+// A holder keeps the lock while another thread asks for it: that call counts one wait; an
+// uncontended take counts none.
+TEST(SpinLock, WaitsAreCounted) {
+  uint32_t lock = 0;
+  uint64_t before = hk_stat_get(HK_STAT_LOCK_SPIN_WAITS);
+  hk_spin_lock(&lock);
+  hk_spin_unlock(&lock);
+  EXPECT_EQ(hk_stat_get(HK_STAT_LOCK_SPIN_WAITS), before);
+  hk_spin_lock(&lock);
+  std::thread waiter([&lock] {
+    hk_spin_lock(&lock);
+    hk_spin_unlock(&lock);
+  });
+  while (hk_stat_get(HK_STAT_LOCK_SPIN_WAITS) == before) std::this_thread::yield();
+  hk_spin_unlock(&lock);
+  waiter.join();
+  EXPECT_EQ(hk_stat_get(HK_STAT_LOCK_SPIN_WAITS), before + 1);
+}
+
+TEST(Stats, RaiseKeepsThePeak) {
+  hk_stat_id peak = HK_STAT_OS_BYTES_COMMITTED_PEAK;
+  uint64_t start = hk_stat_get(peak);
+  hk_stat_raise(peak, start + 100);
+  hk_stat_raise(peak, start + 50);
+  EXPECT_EQ(hk_stat_get(peak), start + 100);
+  hk_stat_sub(peak, 100);
+}
+
 TEST(Bits, PowerOfTwoArithmetic) {
   EXPECT_TRUE(hk_is_power_of_two(1));
   EXPECT_TRUE(hk_is_power_of_two(4096));
@@ -94,6 +122,21 @@ TEST(Config, DefaultsThenEnvironmentValues) {
   EXPECT_STREQ(hk_config_string(HK_OPT_STATS), "json:/tmp/x.json");
   EXPECT_EQ(hk_config_int(HK_OPT_OS_HUGEPAGES), 1);
   hk_config_load(empty);
+}
+
+// mallopt's way in: an INT option set at run time (the environment is read first, so the first
+// load cannot undo it); STRING options are left alone.
+TEST(Config, SetIntChangesOneIntOption) {
+  char *empty[] = {nullptr};
+  hk_config_load(empty);
+  hk_config_set_int(HK_OPT_HUGE_CACHE_MAX_BYTES, 12345);
+  EXPECT_EQ(hk_config_int(HK_OPT_HUGE_CACHE_MAX_BYTES), 12345);
+  EXPECT_EQ(hk_config_int(HK_OPT_HUGE_CACHE_MAX_COUNT), 16);
+  hk_config_set_int(HK_OPT_STATS, 7);
+  EXPECT_EQ(hk_config_int(HK_OPT_STATS), 0);
+  EXPECT_STREQ(hk_config_string(HK_OPT_STATS), "0");
+  hk_config_load(empty);
+  EXPECT_EQ(hk_config_int(HK_OPT_HUGE_CACHE_MAX_BYTES), 256 << 20);
 }
 
 TEST(Config, BadValuesKeepDefaultsAndSuffixesScale) {

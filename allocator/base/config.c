@@ -63,18 +63,18 @@ static void set_option(hk_option_id id, const char *text, int from_env) {
     text = option_table[id].default_value;
     length = strlen(text);
   }
+  int64_t value;
   if (option_table[id].kind == HK_OPTION_INT) {
-    int64_t value;
     if (parse_int(text, &value) != 0) {
       if (from_env) hk_report_warning2(option_table[id].name, ": not a number, default kept");
       text = option_table[id].default_value;
       length = strlen(text);
       if (parse_int(text, &value) != 0) value = 0;
     }
-    hk_config_int_values[id] = value;
   } else {
-    hk_config_int_values[id] = 0;
+    value = 0;
   }
+  __atomic_store_n(&hk_config_int_values[id], value, __ATOMIC_RELAXED);
   memcpy(hk_config_string_values[id], text, length + 1);
 }
 
@@ -114,4 +114,9 @@ void hk_config_init(void) {
   // they yield their time slices to it.
   unsigned spins = 0;
   while (!__atomic_load_n(&hk_config_ready, __ATOMIC_ACQUIRE)) hk_spin_backoff(&spins);
+}
+
+void hk_config_set_int(hk_option_id id, int64_t value) {
+  hk_config_init();
+  if (option_table[id].kind == HK_OPTION_INT) __atomic_store_n(&hk_config_int_values[id], value, __ATOMIC_RELAXED);
 }

@@ -11,7 +11,8 @@
   X(TINY_IDLE_MS, "HAKMEM_TINY_IDLE_MS", INT, "1000",                                             \
     "a thread's tiny cache of a class unused this long (ms) goes back to the slabs")               \
   X(STATS, "HAKMEM_STATS", STRING, "0",                                                           \
-    "1 prints counters at exit; json:PATH writes them as JSON; 0 is off")                         \
+    "1 prints a summary at exit (memory by layer and class, health); all adds every counter; "    \
+    "json:PATH writes the counters as JSON; 0 is off")                                             \
   X(OS_DECOMMIT, "HAKMEM_OS_DECOMMIT", STRING, "dontneed",                                        \
     "how unused pages go back to the OS: dontneed (RSS drops at once) or free (MADV_FREE, lazy)") \
   X(OS_HUGEPAGES, "HAKMEM_OS_HUGEPAGES", INT, "0",                                                \

@@ -5,10 +5,10 @@
 #include <string.h>
 #include <unistd.h>
 
-static void write_all(const char *text, size_t length) {
+static void write_all_to(int fd, const char *text, size_t length) {
   int saved_errno = errno;
   while (length > 0) {
-    ssize_t written = write(2, text, length);
+    ssize_t written = write(fd, text, length);
     if (written < 0) {
       if (errno == EINTR) continue;
       break;
@@ -18,6 +18,8 @@ static void write_all(const char *text, size_t length) {
   }
   errno = saved_errno;
 }
+
+static void write_all(const char *text, size_t length) { write_all_to(2, text, length); }
 
 void hk_report_write(const char *text) { write_all(text, strlen(text)); }
 
@@ -103,4 +105,29 @@ void hk_report_invalid_pointer_detail(const char *call, const char *reason, cons
   line[length++] = '\n';
   write_all(line, length);
   abort();
+}
+
+// ---- The buffered writer ------------------------------------------------------------------------
+void hk_writer_flush(hk_writer *writer) {
+  write_all_to(writer->fd, writer->buffer, writer->length);
+  writer->length = 0;
+}
+
+void hk_writer_text(hk_writer *writer, const char *text) {
+  for (; *text; text++) {
+    if (writer->length == writer->capacity) hk_writer_flush(writer);
+    writer->buffer[writer->length++] = *text;
+  }
+}
+
+void hk_writer_decimal(hk_writer *writer, uint64_t value) {
+  char digits[24];
+  hk_report_format_decimal(digits, value);
+  hk_writer_text(writer, digits);
+}
+
+void hk_writer_hex(hk_writer *writer, uint64_t value) {
+  char digits[24];
+  hk_report_format_hex(digits, (uintptr_t)value);
+  hk_writer_text(writer, digits);
 }

@@ -35,6 +35,31 @@ __attribute__((noreturn, cold)) void hk_report_invalid_pointer(const char *call,
 __attribute__((noreturn, cold)) void hk_report_invalid_pointer_detail(const char *call, const char *reason,
                                                                       const void *pointer, const char *detail);
 
+// A buffered writer for reports of many lines (the statistics, the crash report): text goes into
+// the caller's buffer and out with write(2) when the buffer fills and at hk_writer_flush, retrying
+// short and interrupted writes; errno is preserved. No malloc, no stdio: async-signal-safe.
+typedef struct {
+  int fd;
+  char *buffer;
+  size_t capacity;
+  size_t length;
+} hk_writer;
+
+// A writer to `fd` over the caller's `buffer` of `capacity` (> 0) bytes.
+static inline hk_writer hk_writer_to(int fd, char *buffer, size_t capacity) {
+  hk_writer writer = {fd, buffer, capacity, 0};
+  return writer;
+}
+
+// Appends `text`.
+void hk_writer_text(hk_writer *writer, const char *text);
+// Appends `value` in decimal.
+void hk_writer_decimal(hk_writer *writer, uint64_t value);
+// Appends `value` as "0x..." hex.
+void hk_writer_hex(hk_writer *writer, uint64_t value);
+// Writes out what the buffer holds.
+void hk_writer_flush(hk_writer *writer);
+
 #ifdef __cplusplus
 }
 #endif

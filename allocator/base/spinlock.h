@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "allocator/base/bits.h"
+#include "allocator/base/stats.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -42,12 +43,15 @@ static inline int hk_spin_trylock(uint32_t *word) {
 }
 
 // Takes the lock, waiting as described above. The waiter reads the word (relaxed) until it looks
-// free and only then tries the exchange, so waiters do not steal the line from the holder.
+// free and only then tries the exchange, so waiters do not steal the line from the holder. A call
+// that has to wait counts one lock.spin_waits.
 static inline void hk_spin_lock(uint32_t *word) {
+  if (__builtin_expect(__atomic_exchange_n(word, 1, __ATOMIC_ACQUIRE) == 0, 1)) return;
+  hk_stat_add(HK_STAT_LOCK_SPIN_WAITS, 1);
   unsigned spins = 0;
-  while (__atomic_exchange_n(word, 1, __ATOMIC_ACQUIRE) != 0) {
+  do {
     while (__atomic_load_n(word, __ATOMIC_RELAXED) != 0) hk_spin_backoff(&spins);
-  }
+  } while (__atomic_exchange_n(word, 1, __ATOMIC_ACQUIRE) != 0);
 }
 
 // Gives the lock back.

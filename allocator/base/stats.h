@@ -38,6 +38,14 @@ static inline void hk_stat_sub(hk_stat_id id, uint64_t delta) {
   __atomic_fetch_sub(&hk_stat_cells[id].value, delta, __ATOMIC_RELAXED);
 }
 
+// Raises a peak gauge to `value` when it is below (relaxed CAS: a peak orders nothing).
+static inline void hk_stat_raise(hk_stat_id id, uint64_t value) {
+  uint64_t seen = __atomic_load_n(&hk_stat_cells[id].value, __ATOMIC_RELAXED);
+  while (seen < value &&
+         !__atomic_compare_exchange_n(&hk_stat_cells[id].value, &seen, value, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
+}
+
 // The current value of one counter.
 static inline uint64_t hk_stat_get(hk_stat_id id) {
   return __atomic_load_n(&hk_stat_cells[id].value, __ATOMIC_RELAXED);

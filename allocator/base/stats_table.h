@@ -14,6 +14,11 @@
   X(OS_BYTES_RESERVED, "os.bytes_reserved", "bytes of address space mapped now")            \
   X(OS_BYTES_COMMITTED, "os.bytes_committed", "bytes mapped and not decommitted now")       \
   X(OS_BYTES_DECOMMITTED_TOTAL, "os.bytes_decommitted_total", "bytes ever decommitted")    \
+  X(OS_BYTES_UNMAPPED_TOTAL, "os.bytes_unmapped_total",                                     \
+    "bytes ever unmapped (munmap, mremap shrinks; not the trims of an aligned reservation)") \
+  X(OS_BYTES_COMMITTED_PEAK, "os.bytes_committed_peak", "most bytes os.bytes_committed ever counted (gauge)") \
+  /* Locks: waits of hk_spin_lock (abandoned slabs, huge blocks, SuperSlab cache trims). */ \
+  X(LOCK_SPIN_WAITS, "lock.spin_waits", "hk_spin_lock calls that found the lock held and waited") \
   /* SuperSlab registry and LRU cache of free SuperSlabs. */                               \
   X(SS_MAPPED, "ss.mapped", "SuperSlabs mapped (new mappings)")                             \
   X(SS_UNMAPPED, "ss.unmapped", "SuperSlabs unmapped")                                      \

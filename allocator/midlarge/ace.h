@@ -83,6 +83,8 @@ typedef struct {
   uint64_t budget_limit;       // HAKMEM_ACE_CACHE_BUDGET
   uint64_t huge_live;          // live huge blocks
   uint64_t huge_live_bytes;    // their mapped bytes
+  uint64_t huge_peak_count;    // most live huge blocks at once
+  uint64_t huge_peak_bytes;    // most bytes of live huge blocks at once
   uint64_t huge_mapped;        // new huge mappings
   uint64_t huge_unmapped;      // huge mappings unmapped (freed uncached, evicted, trimmed)
   uint64_t huge_cached;        // freed huge mappings kept in the cache

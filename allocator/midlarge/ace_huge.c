@@ -52,6 +52,7 @@ static huge_entry *table;        // guarded by the lock (as are all the statics 
 static size_t table_capacity;    // a power of two
 static size_t table_used;        // live entries + tombstones
 static size_t live_count, live_bytes;
+static size_t peak_count, peak_bytes;  // the most live_count and live_bytes have been
 static huge_cached cache[HUGE_CACHE_HARD_MAX];  // oldest first
 static size_t cache_count, cache_bytes;
 
@@ -103,6 +104,12 @@ static int table_reserve(void) {
   return 1;
 }
 
+// After live_count or live_bytes grew: the peaks follow.
+static void note_peaks(void) {
+  if (live_count > peak_count) peak_count = live_count;
+  if (live_bytes > peak_bytes) peak_bytes = live_bytes;
+}
+
 static void table_remove(huge_entry *entry) {
   live_count--;
   live_bytes -= entry->length;
@@ -147,6 +154,7 @@ static int table_insert(uintptr_t start, size_t length, size_t alignment, int in
   table[i] = entry;
   live_count++;
   live_bytes += length;
+  note_peaks();
   return 1;
 }
 
@@ -424,6 +432,7 @@ static void *arena_grow(huge_entry *entry, void *block, size_t new_size) {
     size_t grown = ace_arena_grow_in_place(block, length, needed, wanted < ACE_ARENA_BLOCK_MAX ? wanted : needed);
     if (grown) {
       live_bytes += grown - length;
+      note_peaks();
       entry->length = grown;
       huge_unlock();
       return block;
@@ -502,6 +511,8 @@ void ace_huge_stats(ace_stats *out) {
   huge_lock();
   out->huge_live = live_count;
   out->huge_live_bytes = live_bytes;
+  out->huge_peak_count = peak_count;
+  out->huge_peak_bytes = peak_bytes;
   out->huge_cache_count = cache_count;
   out->huge_cache_bytes = cache_bytes;
   ace_arena_stats(out);

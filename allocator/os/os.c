@@ -45,9 +45,22 @@ static void unmap_quietly(void *address, size_t size) {
   errno = saved_errno;
 }
 
+// Counts `size` more bytes committed, and the peak.
+static void count_committed(size_t size) {
+  hk_stat_add(HK_STAT_OS_BYTES_COMMITTED, size);
+  hk_stat_raise(HK_STAT_OS_BYTES_COMMITTED_PEAK, hk_stat_get(HK_STAT_OS_BYTES_COMMITTED));
+}
+
 static void count_mapped(size_t size) {
   hk_stat_add(HK_STAT_OS_BYTES_RESERVED, size);
-  hk_stat_add(HK_STAT_OS_BYTES_COMMITTED, size);
+  count_committed(size);
+}
+
+// Counts `size` bytes unmapped: out of both gauges, into the total given back.
+static void count_unmapped(size_t size) {
+  hk_stat_sub(HK_STAT_OS_BYTES_RESERVED, size);
+  hk_stat_sub(HK_STAT_OS_BYTES_COMMITTED, size);
+  hk_stat_add(HK_STAT_OS_BYTES_UNMAPPED_TOTAL, size);
 }
 
 void *hk_os_reserve_aligned(size_t size, size_t alignment, unsigned flags) {
@@ -98,8 +111,7 @@ int hk_os_release(void *address, size_t size) {
   if (munmap(address, size) != 0) return -1;
   // Releasing a range counts it out of both gauges: callers release only committed ranges or
   // commit their bookkeeping first (see hk_os_commit), so the gauges stay exact.
-  hk_stat_sub(HK_STAT_OS_BYTES_RESERVED, size);
-  hk_stat_sub(HK_STAT_OS_BYTES_COMMITTED, size);
+  count_unmapped(size);
   return 0;
 }
 
@@ -136,7 +148,7 @@ int hk_os_decommit(void *address, size_t size, hk_os_decommit_kind kind) {
 
 void hk_os_commit(void *address, size_t size) {
   (void)address;
-  hk_stat_add(HK_STAT_OS_BYTES_COMMITTED, hk_align_up(size, hk_os_page_size()));
+  count_committed(hk_align_up(size, hk_os_page_size()));
 }
 
 // madvise(advice) on the page-rounded range, or EINVAL where the advice does not exist (-1).
@@ -179,8 +191,7 @@ void *hk_os_remap(void *address, size_t old_size, size_t new_size, int may_move)
   if (new_size > old_size) {
     count_mapped(new_size - old_size);
   } else {
-    hk_stat_sub(HK_STAT_OS_BYTES_RESERVED, old_size - new_size);
-    hk_stat_sub(HK_STAT_OS_BYTES_COMMITTED, old_size - new_size);
+    count_unmapped(old_size - new_size);
   }
   return result;
 }

@@ -2,7 +2,8 @@
 //
 // Never calls malloc or stdio and never aborts: a failure returns NULL (or -1) with errno as the
 // failing syscall left it. Every call is counted in allocator/base/stats (os.* counters):
-// syscalls by kind, bytes reserved now, bytes committed now, bytes ever decommitted.
+// syscalls by kind, bytes reserved now, bytes committed now and at the peak, bytes ever
+// decommitted and ever unmapped.
 //
 // Vocabulary: *reserve* maps address space (readable and writable, MAP_NORESERVE: pages cost
 // memory only once touched); *decommit* gives a range's pages back to the OS while keeping the

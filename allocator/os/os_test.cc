@@ -154,6 +154,10 @@ TEST(Os, CountersCountExactly) {
   EXPECT_EQ(end.values[HK_STAT_OS_BYTES_COMMITTED], before.values[HK_STAT_OS_BYTES_COMMITTED]);
   EXPECT_EQ(end.values[HK_STAT_OS_BYTES_DECOMMITTED_TOTAL] - after.values[HK_STAT_OS_BYTES_DECOMMITTED_TOTAL],
             1u << 20);
+  // Releases count as given back; the alignment trims of a reservation do not.
+  EXPECT_EQ(end.values[HK_STAT_OS_BYTES_UNMAPPED_TOTAL] - before.values[HK_STAT_OS_BYTES_UNMAPPED_TOTAL],
+            8192u + (1u << 21));
+  EXPECT_GE(after.values[HK_STAT_OS_BYTES_COMMITTED_PEAK], after.values[HK_STAT_OS_BYTES_COMMITTED]);
 }
 
 TEST(Os, UncommittedReservationCountsOnlyAsReserved) {

@@ -27,7 +27,8 @@ static uint64_t free_ids_head;
 // The LRU cache: a versioned stack of ids, most recently cached on top (links in stack_next).
 static uint64_t cache_head;
 static uint64_t cache_count;  // atomic relaxed: a bound check, not an ordering
-// 1 while one thread trims the cache (an hk_spin_lock word: see cache_trim_lock).
+// 1 while one thread trims the cache, or walks the directory (sp_census_take): an hk_spin_lock word,
+// see cache_trim_lock. Only trims unmap SuperSlabs, so its holder reads every mapped header safely.
 static uint32_t cache_trim_busy;
 
 static uint32_t *stack_link(uint32_t id) { return &ss_directory[id].stack_next; }
@@ -254,7 +255,8 @@ ss_superslab *ss_cache_pop(void) {
   return __atomic_load_n(&ss_dir(id)->superslab, __ATOMIC_ACQUIRE);
 }
 
-// hk_spin_lock: spins briefly, then yields (the holder unmaps and decommits SuperSlabs: syscalls).
+// hk_spin_lock: spins briefly, then yields (the holder unmaps and decommits SuperSlabs: syscalls; or
+// walks the directory for statistics: no syscall).
 static void cache_trim_lock(void) { hk_spin_lock(&cache_trim_busy); }
 
 static void cache_trim_unlock(void) { hk_spin_unlock(&cache_trim_busy); }
@@ -322,9 +324,7 @@ size_t ss_cache_trim(uint64_t now_ms, int force) {
   return released;
 }
 
-void ss_cache_prefork(void) { cache_trim_lock(); }
+void ss_cache_hold_trims(void) { cache_trim_lock(); }
 
-void ss_cache_postfork(int child) {
-  (void)child;  // the flag is a plain word: unlocking is right in parent and child alike
-  cache_trim_unlock();
-}
+// The flag is a plain word: unlocking is right in a fork's parent and child alike.
+void ss_cache_release_trims(void) { cache_trim_unlock(); }

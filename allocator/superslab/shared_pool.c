@@ -500,15 +500,61 @@ void sp_release_span(ss_slab *head) {
   sp_after_release(id, count, now);
 }
 
+// ---- Census -------------------------------------------------------------------------------
+
+// Usable bytes of slot `index` (slot 0 holds the header page).
+static uint64_t slot_bytes(unsigned index) { return SS_SLAB_SIZE - (index == 0 ? SS_HEADER_SIZE : 0); }
+
+void sp_census_take(sp_census *out, sp_census_visit visit, void *arg) {
+  *out = (sp_census){0};
+  // No SuperSlab is unmapped while the trim lock is held, so every header the directory names
+  // stays readable during the walk.
+  ss_cache_hold_trims();
+  uint32_t high = __atomic_load_n(&ss_directory_high_water, __ATOMIC_ACQUIRE);
+  for (uint32_t id = 0; id < high; id++) {
+    ss_dir_entry *entry = ss_dir(id);
+    ss_superslab *superslab = __atomic_load_n(&entry->superslab, __ATOMIC_ACQUIRE);
+    if (!superslab) continue;
+    out->superslabs++;
+    int cached = 1;
+    for (unsigned i = 0; i < SS_SLABS_PER_SUPERSLAB; i++) {
+      uint32_t word = __atomic_load_n(&entry->slot_word[i], __ATOMIC_ACQUIRE);
+      uint64_t bytes = slot_bytes(i), committed = (word & SS_SLOT_COMMITTED) ? bytes : 0;
+      switch (ss_slot_state(word)) {
+        case SS_SLOT_ACTIVE: {
+          cached = 0;
+          out->slots_in_use++;
+          // A span's later slots are the head's: the head is visited once for the whole span.
+          ss_slab *slab = &superslab->slabs[i];
+          if (__atomic_load_n(&slab->span_head, __ATOMIC_RELAXED) == i && visit) visit(slab, arg);
+          break;
+        }
+        case SS_SLOT_CACHED:
+          out->cached_bytes += bytes;
+          out->cached_committed_bytes += committed;
+          break;
+        default:  // FREE, or BUSY for the moment a decommit takes
+          cached = 0;
+          out->slots_free++;
+          out->free_bytes += bytes;
+          out->free_committed_bytes += committed;
+          break;
+      }
+    }
+    out->cached_superslabs += (uint64_t)cached;
+  }
+  ss_cache_release_trims();
+}
+
 // ---- fork ---------------------------------------------------------------------------------
 
 void sp_prefork(void) {
   pthread_mutex_lock(&sp_map_lock);
-  ss_cache_prefork();
+  ss_cache_hold_trims();
 }
 
 void sp_postfork_parent(void) {
-  ss_cache_postfork(0);
+  ss_cache_release_trims();
   pthread_mutex_unlock(&sp_map_lock);
   __atomic_add_fetch(&sp_map_generation, 1, __ATOMIC_RELEASE);
 }
@@ -516,7 +562,7 @@ void sp_postfork_parent(void) {
 void sp_postfork_child(void) {
   // The child has one thread: re-initialising the lock is simpler than unlocking a mutex whose
   // owner bookkeeping came from the parent.
-  ss_cache_postfork(1);
+  ss_cache_release_trims();
   pthread_mutex_init(&sp_map_lock, NULL);
   __atomic_add_fetch(&sp_map_generation, 1, __ATOMIC_RELEASE);
 }

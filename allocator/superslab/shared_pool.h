@@ -66,6 +66,29 @@ static inline int sp_slab_is_zeroed(const ss_slab *slab) { return slab->zeroed; 
 // Returns the bytes decommitted plus unmapped.
 size_t sp_trim(int force);
 
+// What the pool holds, for statistics (sp_census_take). Bytes are slots' usable bytes (a
+// SuperSlab's header page is not in them); "committed" ones are counted in os.bytes_committed.
+typedef struct {
+  uint64_t superslabs;              // SuperSlabs mapped, cached ones included
+  uint64_t cached_superslabs;       // of those, held whole (in the LRU cache, or being mapped)
+  uint64_t slots_in_use;            // slots handed out (slabs, and every slot of a span)
+  uint64_t slots_free;              // free slots of SuperSlabs in service
+  uint64_t free_bytes;              // their bytes
+  uint64_t free_committed_bytes;    // of those, not decommitted
+  uint64_t cached_bytes;            // slots of the SuperSlabs held whole
+  uint64_t cached_committed_bytes;  // of those, not decommitted
+} sp_census;
+
+// Called with each slab or span head in use. Its fields are the owner's: the walk reads them
+// without stopping the owner, so the figures of slabs that running threads are changing are
+// approximate (exact for slabs of exited threads, or of threads the caller synchronised with).
+typedef void (*sp_census_visit)(const ss_slab *head, void *arg);
+
+// Fills `out` from the directory's slot states and calls visit(head, arg) (when not NULL) for
+// every slab or span head in use. Holds the SuperSlab cache's trim lock throughout, so that no
+// SuperSlab is unmapped under the walk: `visit` must not call into the pool or allocate.
+void sp_census_take(sp_census *out, sp_census_visit visit, void *arg);
+
 // fork(): take the mapping lock (and the cache-trim flag) before, release them after, in the
 // parent; reset them in the child. The front door registers these with pthread_atfork.
 void sp_prefork(void);

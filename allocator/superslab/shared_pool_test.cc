@@ -129,6 +129,37 @@ TEST_F(SharedPool, SlabsAreFreshUsableAndFoundByTheRegistry) {
   sp_release_slab(again);
 }
 
+// The census: slabs and spans in use are visited once each (a span by its head), free slots
+// and cached SuperSlabs are counted with their committed bytes.
+TEST_F(SharedPool, CensusVisitsHeadsInUseAndCountsFreeAndCachedSlots) {
+  ss_slab *slab = sp_acquire_slab(3);
+  ss_slab *span = sp_acquire_span(4);
+  ASSERT_NE(slab, nullptr);
+  ASSERT_NE(span, nullptr);
+  std::vector<const ss_slab *> visited;
+  sp_census census;
+  sp_census_take(&census, [](const ss_slab *head, void *arg) {
+    static_cast<std::vector<const ss_slab *> *>(arg)->push_back(head);
+  }, &visited);
+  EXPECT_EQ(std::set<const ss_slab *>(visited.begin(), visited.end()), (std::set<const ss_slab *>{slab, span}));
+  EXPECT_EQ(visited.size(), 2u);
+  EXPECT_EQ(census.superslabs, 1u);
+  EXPECT_EQ(census.cached_superslabs, 0u);
+  EXPECT_EQ(census.slots_in_use, 5u);
+  EXPECT_EQ(census.slots_free, SS_SLABS_PER_SUPERSLAB - 5u);
+  // Slot 0 is 60 KiB (the header page); every free slot of a fresh SuperSlab counts as committed.
+  uint64_t free_bytes = (SS_SLABS_PER_SUPERSLAB - 5u) * SS_SLAB_SIZE - (slab->index == 0 ? 0 : SS_HEADER_SIZE);
+  EXPECT_EQ(census.free_bytes, free_bytes);
+  EXPECT_EQ(census.free_committed_bytes, free_bytes);
+  sp_release_slab(slab);
+  sp_release_span(span);
+  sp_census_take(&census, nullptr, nullptr);
+  EXPECT_EQ(census.slots_in_use, 0u);
+  EXPECT_EQ(census.cached_superslabs, 1u) << "fully free: in the LRU cache";
+  EXPECT_EQ(census.cached_bytes, SS_SIZE - SS_HEADER_SIZE);
+  EXPECT_EQ(census.free_bytes, 0u);
+}
+
 TEST_F(SharedPool, ReleasedSlabIsReusedAtOnceByItsKindThenByAnyKind) {
   ss_slab *keep = sp_acquire_slab(0);  // keeps the SuperSlab live
   ss_slab *slab = sp_acquire_slab(1);

@@ -107,9 +107,10 @@ static inline void ss_slot_range(ss_superslab *superslab, unsigned index, char *
 // True when decommitting with the configured advice leaves pages reading as zero.
 int ss_decommit_zeroes(void);
 
-// Fork support: hold / release the cache-trim flag.
-void ss_cache_prefork(void);
-void ss_cache_postfork(int child);
+// Hold / release the cache-trim lock: no SuperSlab is unmapped while it is held (only cache
+// trims unmap). Fork holds it across fork(); sp_census_take across its walk.
+void ss_cache_hold_trims(void);
+void ss_cache_release_trims(void);
 
 // ---- Versioned lock-free stack of ids ------------------------------------------------------
 // head = (version << 32) | (id + 1); low half 0 = empty. Every push and pop bumps the version,

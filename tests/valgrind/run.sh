@@ -24,7 +24,7 @@ errors() { grep -oE 'ERROR SUMMARY: [0-9]+' "$log" | grep -oE '[0-9]+$'; }
 run() {  # run <label> <expected errors: 0 | nonzero> <valgrind args...> -- <program args>
   local label=$1 expect=$2
   shift 2
-  HAKMEM_STATS=1 valgrind --tool=memcheck --trace-children=yes --error-exitcode=0 --log-file="$log" "$@" >/dev/null 2>"$log.stderr"
+  HAKMEM_STATS=all valgrind --tool=memcheck --trace-children=yes --error-exitcode=0 --log-file="$log" "$@" >/dev/null 2>"$log.stderr"
   local n
   n=$(errors)
   echo "valgrind: $label: $n errors ($(grep -cE 'Invalid (read|write)' "$log") invalid accesses)"
