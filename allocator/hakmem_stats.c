@@ -26,15 +26,6 @@ static uint64_t class_block_size(unsigned c) {
   return c < TINY_CLASS_COUNT ? tiny_class_size[c] : ace_class_size(c - ACE_KIND_BASE);
 }
 
-// Pages that malloc_trim decommitted inside slab `head` while it stays in use. The slab engine
-// keeps them in trimmed_pages as a mask of the slot's pages when the slab parks pages (blocks
-// below 8 KiB in a one-slot slab: se_parks_pages in slab_engine_internal.h), else as a count.
-#define TRIM_INSIDE_MIN 8192
-static uint64_t trimmed_pages(const ss_slab *head, uint32_t block_size, unsigned slots) {
-  unsigned word = __atomic_load_n(&head->trimmed_pages, __ATOMIC_RELAXED);
-  return block_size < TRIM_INSIDE_MIN && slots <= 1 ? (uint64_t)__builtin_popcount(word) : word;
-}
-
 // sp_census_take's visitor: adds slab (or span) `head` to its class. The fields are the owner's,
 // read as they are (relaxed loads; see sp_census_visit).
 static void count_slab(const ss_slab *head, void *arg) {
@@ -54,8 +45,7 @@ static void count_slab(const ss_slab *head, void *arg) {
     return;
   }
   hk_class_usage *class_usage = &usage->classes[c];
-  uint32_t block_size = __atomic_load_n(&head->block_size, __ATOMIC_RELAXED);
-  uint64_t trimmed = trimmed_pages(head, block_size, slots) * hk_os_page_size();
+  uint64_t trimmed = (uint64_t)se_slab_trimmed_pages(head) * hk_os_page_size();
   uint32_t used = __atomic_load_n(&head->used, __ATOMIC_RELAXED);
   uint32_t remote = ss_remote_count(__atomic_load_n(&head->remote_free, __ATOMIC_RELAXED));
   class_usage->slabs++;
@@ -457,14 +447,14 @@ static void writer_counter(hk_writer *writer, int json, int *first, const char *
 static const char *const tiny_stat_names[] = {
     "refills", "blocks_refilled", "flushes", "blocks_flushed", "remote_frees", "remote_collected",
     "slabs_acquired", "slabs_released", "slabs_abandoned", "slabs_adopted", "abandoned_lock_takes",
-    "pages_parked", "pages_unparked", "refill_splices",
+    "pages_parked", "pages_unparked", "refill_splices", "spare_reuses",
 };
 
 static const char *const ace_stat_names[] = {
     "hits",          "misses",          "blocks_refilled", "overflows",      "blocks_flushed",
     "remote_frees",  "capacity_grows",  "capacity_shrinks", "budget_denied", "idle_flushes",
     "slabs_acquired", "slabs_released", "slabs_abandoned", "slabs_adopted", "remote_collected",
-    "abandoned_lock_takes", "pages_parked", "pages_unparked", "refill_splices",
+    "abandoned_lock_takes", "pages_parked", "pages_unparked", "refill_splices", "spare_reuses",
 };
 
 // One "<prefix><class size>.<field>" counter per field of a class whose counters are not all 0.

@@ -107,6 +107,7 @@ void ace_stats_get(ace_stats *out) {
     mine->pages_parked = engine[c].pages_parked;
     mine->pages_unparked = engine[c].pages_unparked;
     mine->refill_splices = engine[c].refill_splices;
+    mine->spare_reuses = engine[c].spare_reuses;
   }
   out->budget_used = ace_budget_used();
   out->budget_limit = ace_budget_limit();

@@ -75,6 +75,7 @@ typedef struct {
   uint64_t pages_parked;      // pages of slabs in use decommitted by malloc_trim
   uint64_t pages_unparked;    // of those, committed again (blocks reused, or the slab released)
   uint64_t refill_splices;    // refills that took a slab's whole free list at once
+  uint64_t spare_reuses;      // refills that took the class's kept empty slab
 } ace_class_stats;
 
 typedef struct {

@@ -18,7 +18,8 @@
 //             onto its slab's local free list, inline (no flush: a program that frees thousands
 //             of blocks in a row and then allocates thousands moves each block once);
 //   flush     se_flush_bin returns blocks to their slabs (idle classes, trim, thread exit); a
-//             slab whose last block comes back goes to the shared pool at once;
+//             slab whose last block comes back is kept as the class's one spare (one-slot
+//             classes) or goes to the shared pool at once;
 //   remote    a block of another thread's slab is pushed on that slab's atomic remote list,
 //             chained per slab and pushed a batch at a time (se_free_slow);
 //   exit      a pthread key destructor flushes every bin and abandons the thread's slabs; slabs
@@ -83,6 +84,7 @@ typedef struct {
   uint64_t pages_parked;         // pages decommitted by se_trim in slabs that stay in use
   uint64_t pages_unparked;       // of those, taken back (blocks reused, or the slab released)
   uint64_t refill_splices;       // refills that took a slab's whole free list at once (no walk)
+  uint64_t spare_reuses;         // refills that took the class's kept empty slab, not the pool's
 } se_class_stats;
 
 // ---- Classes and fronts -------------------------------------------------------------------------
@@ -212,7 +214,8 @@ void *se_refill(unsigned class_index, uint32_t want);
 // the pool. Returns the bytes of slabs released.
 size_t se_flush_bin(unsigned class_index, uint32_t count);
 
-// Empties the bin of `class_index` and releases the current slab if it has no live block left.
+// Empties the bin of `class_index`, releases the class's spare slab, and the current slab if it
+// has no live block left.
 // Returns the bytes of slabs released.
 size_t se_flush_class(unsigned class_index);
 
@@ -243,6 +246,10 @@ void se_thread_flush(void);
 // blocks (and spans) keep their place on the list and the whole pages inside each are decommitted
 // (words 2-3 mark the block). Returns the bytes decommitted.
 size_t se_trim(unsigned first, unsigned count);
+
+// Pages that malloc_trim decommitted inside slab (span head) `head` while it stays in use, for a
+// reader that may not own it (relaxed loads: a census, not a decision).
+uint32_t se_slab_trimmed_pages(const ss_slab *head);
 
 // Slabs waiting for adoption in `class_index` now.
 size_t se_abandoned_count(unsigned class_index);

@@ -157,6 +157,53 @@ TEST(SlabEngine, FreesPastAFullBinReturnToSlabsAndReleaseEmptySlabs) {
   EXPECT_EQ(se_abandoned_count(kSmall), 0u);
 }
 
+// A slab other than the current one emptied by frees is kept as the class's spare (one per
+// class) and restarted: the next refill that needs a slab takes it instead of the pool's and
+// carves it again in address order. A thread flush gives the spare back.
+TEST(SlabEngine, AnEmptiedSlabIsKeptAsTheSpareAndCarvedAgain) {
+  se_thread_flush();
+  se_class_stats start = Totals(kSmall);
+  std::vector<void *> blocks;
+  for (int i = 0; i < 400; i++) blocks.push_back(Alloc(kSmall));  // about seven slabs of 65 blocks
+  ASSERT_GE(Totals(kSmall).slabs_acquired - start.slabs_acquired, 6u);
+  // Empty the first slab's blocks and the second's: two slabs other than the current one.
+  ss_slab *first = ss_registry_lookup_head(blocks[0]);
+  std::vector<void *> kept;
+  for (void *block : blocks) {
+    if (ss_registry_lookup_head(block) == first || ss_registry_lookup_head(block) == ss_registry_lookup_head(blocks[70]))
+      Free(block);
+    else
+      kept.push_back(block);
+  }
+  se_flush_bin(kSmall, se_thread.bins[kSmall].count);  // the blocks the bin took go back too
+  se_class_stats emptied = Totals(kSmall);
+  EXPECT_EQ(emptied.slabs_released - start.slabs_released, 1u) << "one of the two went to the pool, one is the spare";
+  // Use up the bin and the current slab: the next slab is the spare, not a pool slab.
+  std::vector<void *> more;
+  while (Totals(kSmall).spare_reuses == emptied.spare_reuses) {
+    more.push_back(Alloc(kSmall));
+    ASSERT_LT(more.size(), 400u) << "the spare was never taken";
+  }
+  se_class_stats reused = Totals(kSmall);
+  EXPECT_EQ(reused.slabs_acquired, emptied.slabs_acquired) << "no slab from the pool";
+  // Restarted: carved in address order again, from the slab's first block on.
+  void *a = Alloc(kSmall);
+  void *b = Alloc(kSmall);
+  EXPECT_EQ(static_cast<char *>(b) - static_cast<char *>(a), 1008) << "adjacent: a carve, not the old free list";
+  more.push_back(a);
+  more.push_back(b);
+  for (void *block : more) Fill(block, 1008, 7);
+  for (void *block : kept) Free(block);
+  for (void *block : more) {
+    ASSERT_TRUE(Verify(block, 1008, 7));
+    Free(block);
+  }
+  se_thread_flush();
+  se_class_stats end = Totals(kSmall);
+  EXPECT_EQ(end.slabs_released - start.slabs_released, end.slabs_acquired - start.slabs_acquired)
+      << "the thread flush gave the spare back with the rest";
+}
+
 // A program that frees thousands of its blocks in a row and then allocates thousands (a ring of
 // batches): the frees past the full bin join their slabs' lists and the refills take each list
 // back in one splice, with every live block's contents intact and no slab taken from the pool.

@@ -179,3 +179,12 @@ uint32_t se_settle_trimmed(ss_slab *head) {
   for (void *block = head->free_list; block; block = se_next(block)) se_untrim_block(head, block);
   return pages;
 }
+
+uint32_t se_slab_trimmed_pages(const ss_slab *head) {
+  uint32_t word = __atomic_load_n(&head->trimmed_pages, __ATOMIC_RELAXED);
+  uint32_t block_size = __atomic_load_n(&head->block_size, __ATOMIC_RELAXED);
+  unsigned slots = __atomic_load_n(&head->span_slabs, __ATOMIC_RELAXED);
+  // Parking slabs keep a mask of the slot's pages, the others a count (slab_engine_internal.h).
+  int parks = block_size < SE_TRIM_INSIDE_MIN && slots <= 1;
+  return parks ? (uint32_t)__builtin_popcount(word) : word;
+}

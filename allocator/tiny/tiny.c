@@ -99,10 +99,9 @@ static void maintenance_tick(unsigned active_class) {
   if (now - maintenance.last_maintenance_ms < TINY_MAINTENANCE_PERIOD_MS) return;
   maintenance.last_maintenance_ms = now;
   uint64_t idle_ms = (uint64_t)hk_config_int(HK_OPT_TINY_IDLE_MS);
-  for (unsigned c = 0; c < TINY_CLASS_COUNT; c++) {
-    se_bin *bin = tiny_bin_of(c);
-    if (c != active_class && bin->count && now - class_states[c].last_active_ms >= idle_ms) se_flush_bin(c, bin->count);
-  }
+  // An idle class gives back its bin, its spare slab and an empty current slab.
+  for (unsigned c = 0; c < TINY_CLASS_COUNT; c++)
+    if (c != active_class && now - class_states[c].last_active_ms >= idle_ms) se_flush_class(c);
   void (*hook)(void) = __atomic_load_n(&maintenance_hook, __ATOMIC_ACQUIRE);
   if (hook) hook();
 }

@@ -5,7 +5,7 @@
 // free into a slab the calling thread owns while its bin has room: no lock, no atomic
 // read-modify-write, no syscall, no out-of-line call), the block-start check's geometry word, and
 // the policy in tiny.c: fixed bin capacities (~32 KiB of blocks), refills that start small and
-// double, a full bin flushing half, and the maintenance tick that flushes idle bins.
+// double, and the maintenance tick that flushes idle classes.
 #ifndef HAKMEM_ALLOCATOR_TINY_TINY_H_
 #define HAKMEM_ALLOCATOR_TINY_TINY_H_
 
@@ -98,8 +98,8 @@ static inline int tiny_owns_slab(const ss_slab *slab) { return slab->kind < TINY
 void *tiny_calloc(size_t size);
 
 // Memory return without a background thread: every 16th slow-path call of a thread reads the
-// clock, and at most every TINY_MAINTENANCE_PERIOD_MS the thread flushes its bins of classes idle
-// for HAKMEM_TINY_IDLE_MS, then calls the hook registered here (the front door ages the other
+// clock, and at most every TINY_MAINTENANCE_PERIOD_MS the thread flushes its classes idle for
+// HAKMEM_TINY_IDLE_MS (bin, spare slab, empty current slab: se_flush_class), then calls the hook registered here (the front door ages the other
 // layers' caches with it). A program that keeps allocating therefore keeps returning memory.
 #define TINY_MAINTENANCE_PERIOD_MS 100
 void tiny_set_maintenance_hook(void (*hook)(void));
