@@ -307,3 +307,13 @@ void bench_thread_start_detached(void *(*body)(void *), void *argument) {
   bench_thread_start(&thread, body, argument);
   pthread_detach(thread);
 }
+
+double bench_run_threads(uint64_t count, void *(*body)(void *), void *arguments, size_t stride) {
+  pthread_t *handles = bench_check_alloc(calloc(count, sizeof(pthread_t)), count * sizeof(pthread_t));
+  double start = bench_now_seconds();
+  for (uint64_t t = 0; t < count; t++) bench_thread_start(&handles[t], body, (char *)arguments + t * stride);
+  for (uint64_t t = 0; t < count; t++) pthread_join(handles[t], NULL);
+  double seconds = bench_now_seconds() - start;
+  free(handles);
+  return seconds;
+}

@@ -108,6 +108,9 @@ void bench_result_finish(bench_result *result, uint64_t ops, double seconds);
 void bench_thread_start(pthread_t *thread, void *(*body)(void *), void *argument);
 // Same, but the thread is detached (nobody joins it).
 void bench_thread_start_detached(void *(*body)(void *), void *argument);
+// Runs `count` threads of `body`, thread i with argument (char *)arguments + i * stride (an array of
+// per-thread records), and joins them all. Returns the seconds from the first start to the last join.
+double bench_run_threads(uint64_t count, void *(*body)(void *), void *arguments, size_t stride);
 
 #ifdef __cplusplus
 }

@@ -56,18 +56,13 @@ int main(int argc, char **argv) {
   if (threads == 0 || object_size == 0) bench_fail_usage("need threads > 0 and size > 0");
 
   worker *workers = bench_check_alloc(calloc(threads, sizeof(worker)), threads * sizeof(worker));
-  pthread_t *handles = bench_check_alloc(calloc(threads, sizeof(pthread_t)), threads * sizeof(pthread_t));
   // Allocated back to back by one thread: the likeliest way to share a cache line.
   for (uint64_t t = 0; t < threads; t++) {
     void *object = bench_check_alloc(malloc(object_size), object_size);
     bench_fill(object, object_size, bench_block_tag(seed, t, object));
     workers[t] = (worker){t, object, iterations, writes, object_size, seed};
   }
-  double start = bench_now_seconds();
-  for (uint64_t t = 0; t < threads; t++) bench_thread_start(&handles[t], worker_thread, &workers[t]);
-  for (uint64_t t = 0; t < threads; t++) pthread_join(handles[t], NULL);
-  double seconds = bench_now_seconds() - start;
-  free(handles);
+  double seconds = bench_run_threads(threads, worker_thread, workers, sizeof(worker));
   free(workers);
 
   bench_result result;

@@ -233,28 +233,23 @@ int main(int argc, char **argv) {
   shared.queues = bench_check_alloc(aligned_alloc(64, queues_bytes), queues_bytes);
   memset(shared.queues, 0, queues_bytes);
   worker *workers = bench_check_alloc(calloc(threads, sizeof(worker)), threads * sizeof(worker));
-  pthread_t *handles = bench_check_alloc(calloc(threads, sizeof(pthread_t)), threads * sizeof(pthread_t));
   for (uint64_t t = 0; t < threads; t++) {
     uint64_t share = ops / threads + (t < ops % threads ? 1 : 0);
     batch *pending = bench_check_alloc(calloc(threads, sizeof(batch)), threads * sizeof(batch));
     workers[t] = (worker){&shared, t, share, pending, 0, 0, 0};
   }
-  double start = bench_now_seconds();
-  for (uint64_t t = 0; t < threads; t++) bench_thread_start(&handles[t], worker_thread, &workers[t]);
+  double seconds = bench_run_threads(threads, worker_thread, workers, sizeof(worker));
   uint64_t handed_over = 0;
   uint64_t freed_for_others = 0;
   for (uint64_t t = 0; t < threads; t++) {
-    pthread_join(handles[t], NULL);
     handed_over += workers[t].handed_over;
     freed_for_others += workers[t].freed_for_others;
   }
-  double seconds = bench_now_seconds() - start;
   if (handed_over != freed_for_others) {
     bench_fail_check("%llu blocks handed to other threads but %llu freed there", (unsigned long long)handed_over,
                      (unsigned long long)freed_for_others);
   }
   for (uint64_t t = 0; t < threads; t++) free(workers[t].pending);
-  free(handles);
   free(workers);
   free(shared.queues);
 

@@ -120,19 +120,11 @@ int main(int argc, char **argv) {
   }
 
   worker *workers = bench_check_alloc(calloc(threads, sizeof(worker)), threads * sizeof(worker));
-  pthread_t *handles = bench_check_alloc(calloc(threads, sizeof(pthread_t)), threads * sizeof(pthread_t));
-  double start = bench_now_seconds();
-  for (uint64_t t = 0; t < threads; t++) {
-    workers[t] = (worker){t, ops, slot_count, min_size, max_size, seed, touch, 0};
-    bench_thread_start(&handles[t], worker_thread, &workers[t]);
-  }
+  for (uint64_t t = 0; t < threads; t++) workers[t] = (worker){t, ops, slot_count, min_size, max_size, seed, touch, 0};
+  double seconds = bench_run_threads(threads, worker_thread, workers, sizeof(worker));
   uint64_t live_bytes_peak = 0;
-  for (uint64_t t = 0; t < threads; t++) {
-    pthread_join(handles[t], NULL);
-    live_bytes_peak += workers[t].live_bytes_peak;  // an upper bound: threads peak at different moments
-  }
-  double seconds = bench_now_seconds() - start;
-  free(handles);
+  // An upper bound: threads peak at different moments.
+  for (uint64_t t = 0; t < threads; t++) live_bytes_peak += workers[t].live_bytes_peak;
   free(workers);
 
   bench_result result;

@@ -140,20 +140,13 @@ int main(int argc, char **argv) {
   if (threads == 0 || builder_count == 0) bench_fail_usage("need threads > 0 and builders > 0");
 
   worker *workers = bench_check_alloc(calloc(threads, sizeof(worker)), threads * sizeof(worker));
-  pthread_t *handles = bench_check_alloc(calloc(threads, sizeof(pthread_t)), threads * sizeof(pthread_t));
-  double start = bench_now_seconds();
   for (uint64_t t = 0; t < threads; t++) {
     uint64_t share = ops / threads + (t < ops % threads ? 1 : 0);
     workers[t] = (worker){t, share, builder_count, seed, 0};
-    bench_thread_start(&handles[t], worker_thread, &workers[t]);
   }
+  double seconds = bench_run_threads(threads, worker_thread, workers, sizeof(worker));
   uint64_t reallocs = 0;
-  for (uint64_t t = 0; t < threads; t++) {
-    pthread_join(handles[t], NULL);
-    reallocs += workers[t].reallocs;
-  }
-  double seconds = bench_now_seconds() - start;
-  free(handles);
+  for (uint64_t t = 0; t < threads; t++) reallocs += workers[t].reallocs;
   free(workers);
 
   bench_result result;

@@ -163,20 +163,13 @@ int main(int argc, char **argv) {
   sweep_rule rule = {(uint32_t)min_size, (uint32_t)max_size, (uint32_t)dense_below, (uint32_t)repeats};
   uint64_t one_sweep = sweep_length(&rule);
   worker *workers = bench_check_alloc(calloc(threads, sizeof(worker)), threads * sizeof(worker));
-  pthread_t *handles = bench_check_alloc(calloc(threads, sizeof(pthread_t)), threads * sizeof(pthread_t));
-  double start = bench_now_seconds();
   for (uint64_t t = 0; t < threads; t++) {
     uint64_t share = ops / threads + (t < ops % threads ? 1 : 0);
     workers[t] = (worker){t, share, ring_slots, t * one_sweep / threads, rule, seed, 0};
-    bench_thread_start(&handles[t], worker_thread, &workers[t]);
   }
+  double seconds = bench_run_threads(threads, worker_thread, workers, sizeof(worker));
   uint64_t cycles = 0;
-  for (uint64_t t = 0; t < threads; t++) {
-    pthread_join(handles[t], NULL);
-    cycles += workers[t].cycles;
-  }
-  double seconds = bench_now_seconds() - start;
-  free(handles);
+  for (uint64_t t = 0; t < threads; t++) cycles += workers[t].cycles;
   free(workers);
 
   bench_result result;
