@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "allocator/base/config.h"
+#include "allocator/base/spinlock.h"
 #include "allocator/base/stats.h"
 #include "allocator/crash_report.h"
 #include "allocator/hakmem_inline.h"
@@ -144,7 +145,11 @@ void hakmem_stats_get(hakmem_stats *out) {
 //     hold the locks already (plain spin locks: taking one again would wait forever), and the
 //     outer fork releases them (in the inner child too, which goes on to finish the outer fork);
 //   - a process with one thread (as glibc does): no other thread can hold a lock, and a signal
-//     handler's fork must not wait on a lock the interrupted code of this thread holds.
+//     handler's fork must not wait on a lock the interrupted code of this thread holds;
+//   - a fork from a signal handler that interrupted this thread inside a locked section of the
+//     allocator (hk_locks_held > 0): taking that lock again would wait forever. The child then
+//     inherits the section half done; it is the interrupted thread's own, as in a single-threaded
+//     program (a child that only execs or exits, as such children should, never sees it).
 // fork_depth counts the forks this thread is inside, from the first thing before_fork does to the
 // last thing the after handlers do, so that a handler's fork anywhere in between (while the locks
 // are being taken, are held, or are being released) sees it; fork_locked says whether the outermost
@@ -155,7 +160,7 @@ static __thread volatile int fork_locked __attribute__((tls_model("initial-exec"
 
 static void before_fork(void) {
   if (fork_depth++ > 0) return;
-  fork_locked = !__libc_single_threaded;
+  fork_locked = !__libc_single_threaded && hk_locks_held == 0;
   if (!fork_locked) return;
   se_prefork();
   ace_prefork();

@@ -44,6 +44,21 @@ TEST(SpinLock, ExclusiveWithMoreThreadsThanCores) {
 
 // A holder keeps the lock while another thread asks for it: that call counts one wait; an
 // uncontended take counts none.
+// fork's handlers read the calling thread's count of locks held (hakmem.c, before_fork).
+TEST(SpinLock, CountsTheLocksTheThreadHolds) {
+  uint32_t first = 0, second = 0;
+  unsigned before = hk_locks_held;
+  hk_spin_lock(&first);
+  EXPECT_EQ(hk_locks_held, before + 1);
+  ASSERT_TRUE(hk_spin_trylock(&second));
+  EXPECT_EQ(hk_locks_held, before + 2);
+  EXPECT_FALSE(hk_spin_trylock(&second)) << "held";
+  EXPECT_EQ(hk_locks_held, before + 2) << "a failed trylock counts nothing";
+  hk_spin_unlock(&second);
+  hk_spin_unlock(&first);
+  EXPECT_EQ(hk_locks_held, before);
+}
+
 TEST(SpinLock, WaitsAreCounted) {
   uint32_t lock = 0;
   uint64_t before = hk_stat_get(HK_STAT_LOCK_SPIN_WAITS);

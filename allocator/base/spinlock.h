@@ -23,6 +23,11 @@
 extern "C" {
 #endif
 
+// Allocator locks the calling thread holds now (spin locks, and the pool's mapping mutex, which
+// counts itself). fork's handlers read it: a fork from a signal handler that interrupted this
+// thread inside a locked section must not wait on that lock (it would wait forever).
+extern __thread unsigned hk_locks_held __attribute__((tls_model("initial-exec")));
+
 // Spins of a waiter before it starts yielding (each one a pause instruction, tens of cycles).
 #define HK_SPIN_BEFORE_YIELD 128
 
@@ -39,23 +44,30 @@ static inline void hk_spin_backoff(unsigned *spins) {
 
 // Takes the lock: 1 when it was free, 0 when another holder has it (nothing done then).
 static inline int hk_spin_trylock(uint32_t *word) {
-  return __atomic_load_n(word, __ATOMIC_RELAXED) == 0 && __atomic_exchange_n(word, 1, __ATOMIC_ACQUIRE) == 0;
+  if (__atomic_load_n(word, __ATOMIC_RELAXED) != 0 || __atomic_exchange_n(word, 1, __ATOMIC_ACQUIRE) != 0) return 0;
+  hk_locks_held++;
+  return 1;
 }
 
 // Takes the lock, waiting as described above. The waiter reads the word (relaxed) until it looks
 // free and only then tries the exchange, so waiters do not steal the line from the holder. A call
 // that has to wait counts one lock.spin_waits.
 static inline void hk_spin_lock(uint32_t *word) {
-  if (__builtin_expect(__atomic_exchange_n(word, 1, __ATOMIC_ACQUIRE) == 0, 1)) return;
-  hk_stat_add(HK_STAT_LOCK_SPIN_WAITS, 1);
-  unsigned spins = 0;
-  do {
-    while (__atomic_load_n(word, __ATOMIC_RELAXED) != 0) hk_spin_backoff(&spins);
-  } while (__atomic_exchange_n(word, 1, __ATOMIC_ACQUIRE) != 0);
+  if (__builtin_expect(__atomic_exchange_n(word, 1, __ATOMIC_ACQUIRE) != 0, 0)) {
+    hk_stat_add(HK_STAT_LOCK_SPIN_WAITS, 1);
+    unsigned spins = 0;
+    do {
+      while (__atomic_load_n(word, __ATOMIC_RELAXED) != 0) hk_spin_backoff(&spins);
+    } while (__atomic_exchange_n(word, 1, __ATOMIC_ACQUIRE) != 0);
+  }
+  hk_locks_held++;
 }
 
 // Gives the lock back.
-static inline void hk_spin_unlock(uint32_t *word) { __atomic_store_n(word, 0, __ATOMIC_RELEASE); }
+static inline void hk_spin_unlock(uint32_t *word) {
+  hk_locks_held--;
+  __atomic_store_n(word, 0, __ATOMIC_RELEASE);
+}
 
 #ifdef __cplusplus
 }

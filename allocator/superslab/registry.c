@@ -264,7 +264,7 @@ static void cache_trim_unlock(void) { hk_spin_unlock(&cache_trim_busy); }
 size_t ss_cache_trim(uint64_t now_ms, int force) {
   if (force) {
     cache_trim_lock();
-  } else if (__atomic_exchange_n(&cache_trim_busy, 1, __ATOMIC_ACQUIRE)) {
+  } else if (!hk_spin_trylock(&cache_trim_busy)) {
     return 0;  // someone else is trimming; opportunistic callers just go on
   }
   // Take the whole stack at once (a versioned swap to empty): the trimmer then owns every entry

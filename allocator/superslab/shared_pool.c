@@ -10,6 +10,7 @@
 #include "allocator/base/bits.h"
 #include "allocator/base/config.h"
 #include "allocator/base/report.h"
+#include "allocator/base/spinlock.h"
 #include "allocator/base/stats.h"
 #include "allocator/os/os.h"
 #include "allocator/superslab/superslab_internal.h"
@@ -339,11 +340,13 @@ static int sp_map_stage(unsigned first, unsigned count, uint32_t kind, uint64_t 
     while (__atomic_load_n(&sp_map_generation, __ATOMIC_ACQUIRE) == generation) sched_yield();
     return 0;
   }
+  hk_locks_held++;  // fork's handlers must know (spinlock.h)
   hk_stat_add(HK_STAT_SP_LOCK_ACQUISITIONS, 1);
   ss_superslab *superslab = ss_superslab_map();
   *out = superslab ? sp_activate(superslab, first, count, kind, now) : NULL;
   int saved_errno = errno;
   pthread_mutex_unlock(&sp_map_lock);
+  hk_locks_held--;
   // After the unlock: a waiter that read the old generation before our unlock sees it change;
   // one that reads the new value finds the lock free (or another mapper, who bumps it again).
   __atomic_add_fetch(&sp_map_generation, 1, __ATOMIC_RELEASE);
