@@ -210,8 +210,8 @@ static inline int se_free_fast(void *block, ss_slab *head, unsigned class_index,
 void *se_refill(unsigned class_index, uint32_t want);
 
 // Returns `count` blocks from the head of the thread's bin of `class_index` to their slabs (all
-// owned by the thread); a slab other than the current one whose last block comes back goes to
-// the pool. Returns the bytes of slabs released.
+// owned by the thread); a slab other than the current one whose last block comes back becomes the
+// class's spare or goes to the pool. Returns the bytes of slabs released.
 size_t se_flush_bin(unsigned class_index, uint32_t count);
 
 // Empties the bin of `class_index`, releases the class's spare slab, and the current slab if it
@@ -224,7 +224,8 @@ int se_has_current_slab(unsigned class_index);
 
 // Free's slow path, for a block se_free_fast did not take (marked free already): the thread's own
 // slab with a full bin (the front's bin_full hears of it; a bin still full leaves the block on its
-// slab's local free list, releasing the slab when that was its last block out), another thread's
+// slab's local free list; a slab other than the current one whose last block that was becomes the
+// class's spare or goes to the pool), another thread's
 // slab (onto its remote list, batched per slab), or an abandoned slab (straight to it, releasing
 // the slab when that was its last live block).
 void se_free_slow(void *block, ss_slab *head, unsigned class_index);
