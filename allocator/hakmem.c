@@ -13,7 +13,9 @@
 #include "allocator/base/spinlock.h"
 #include "allocator/base/stats.h"
 #include "allocator/crash_report.h"
+#include "allocator/hakmem_background.h"
 #include "allocator/hakmem_inline.h"
+#include "allocator/hakmem_profile.h"
 #include "allocator/os/os.h"
 #include "allocator/slab_engine/slab_engine.h"
 #include "allocator/superslab/shared_pool.h"
@@ -29,37 +31,71 @@ void hk_freed_block(const char *call, const void *block) {
 void hk_free_unheld_slot(void *block, const char *call) { hk_invalid_pointer(call, block); }
 
 void hk_not_a_huge_block(const char *call, const void *block) {
-  if (ace_huge_was_freed(block)) hk_freed_block(call, block);
+  if (ace_huge_was_freed(block) || hk_profile_was_freed(block)) hk_freed_block(call, block);
   hk_invalid_pointer(call, block);
 }
 
 void hk_free_outside_superslabs(void *block, const char *call) {
+  // A block the heap profiler sampled, before the huge table: that takes the huge-block lock, which
+  // a signal handler's free of a sampled block must not wait for (the interrupted code may hold it).
+  if (HK_UNLIKELY(hk_profile_started) && hk_profile_free(block)) return;
   if (ace_huge_free(block)) return;
   // A free of a freed block is a double free, as se_free_fast names it for slab blocks.
-  if (ace_huge_was_freed(block)) hk_report_invalid_pointer_detail(call, "double free", block, "the block is already free");
+  if (ace_huge_was_freed(block) || hk_profile_was_freed(block)) hk_report_invalid_pointer_detail(call, "double free", block, "the block is already free");
   hk_invalid_pointer(call, block);
 }
 
-void *hk_realloc_move(void *block, size_t old_usable, size_t new_size) {
+// The out-of-line ends of malloc and calloc: huge blocks, or every allocation while the heap
+// profiler samples. HK_PROFILE_FRAME: the profiler's stacks start at the caller.
+// While profiling, the countdown is inline here and the allocation not sampled takes the normal
+// paths; only a crossing (about one per HAKMEM_PROFILE_RATE bytes) calls the profiler.
+HK_PROFILE_FRAME void *hk_malloc_outside(size_t size) {
+  if (HK_LIKELY(!hk_profile_on())) {
+    void *block = ace_huge_alloc(size, 0);
+    hk_background_consider();  // an allocation: the background thread may start here
+    return block;
+  }
+  if (HK_UNLIKELY(hk_profile_count_down(size))) {
+    void *sampled = hk_profile_crossed(size, 0);
+    if (sampled) return sampled;
+  }
+  return size <= TINY_MAX_SIZE ? tiny_alloc(size) : ace_alloc(size);
+}
+
+HK_PROFILE_FRAME void *hk_calloc_outside(size_t size) {
+  if (HK_LIKELY(!hk_profile_on())) return ace_calloc(size);
+  if (HK_UNLIKELY(hk_profile_count_down(size))) {
+    void *sampled = hk_profile_crossed(size, 1);
+    if (sampled) return sampled;
+  }
+  return size <= TINY_MAX_SIZE ? tiny_calloc(size) : ace_calloc(size);
+}
+
+HK_PROFILE_FRAME void *hk_realloc_move(void *block, size_t old_usable, size_t new_size) {
   // A block growing past ACE_ARENA_MIN_SIZE goes to the huge arena, where it can go on growing and
   // shrinking in place (ace_alloc_growable).
-  void *moved = new_size > old_usable && new_size > ACE_ARENA_MIN_SIZE ? ace_alloc_growable(new_size)
-                                                                       : hk_malloc_inline(new_size);
+  // While the heap profiler samples, the new block is an allocation like any other (it counts
+  // down, and may be sampled); hk_malloc_inline would count it a second time.
+  void *moved = HK_UNLIKELY(hk_profile_on()) ? hk_profile_sample(new_size) : NULL;
+  if (!moved)
+    moved = new_size > old_usable && new_size > ACE_ARENA_MIN_SIZE ? ace_alloc_growable(new_size)
+            : new_size <= TINY_MAX_SIZE                            ? tiny_alloc(new_size)
+                                                                   : ace_alloc(new_size);
   if (!moved) return NULL;  // errno is ENOMEM; the old block stays valid
   memcpy(moved, block, old_usable < new_size ? old_usable : new_size);
   hk_free_inline(block, "realloc");
   return moved;
 }
 
-void *hakmem_malloc(size_t size) { return hk_malloc_inline(size); }
+HK_PROFILE_FRAME void *hakmem_malloc(size_t size) { return hk_malloc_inline(size); }
 
 void hakmem_free(void *block) { hk_free_inline(block, "free"); }
 
-void *hakmem_calloc(size_t count, size_t size) { return hk_calloc_inline(count, size); }
+HK_PROFILE_FRAME void *hakmem_calloc(size_t count, size_t size) { return hk_calloc_inline(count, size); }
 
-void *hakmem_realloc(void *block, size_t size) { return hk_realloc_inline(block, size); }
+HK_PROFILE_FRAME void *hakmem_realloc(void *block, size_t size) { return hk_realloc_inline(block, size); }
 
-void *hakmem_reallocarray(void *block, size_t count, size_t size) {
+HK_PROFILE_FRAME void *hakmem_reallocarray(void *block, size_t count, size_t size) {
   size_t total;
   if (__builtin_mul_overflow(count, size, &total)) {
     errno = ENOMEM;
@@ -68,7 +104,7 @@ void *hakmem_reallocarray(void *block, size_t count, size_t size) {
   return hk_realloc_inline(block, total);
 }
 
-int hakmem_posix_memalign(void **result, size_t alignment, size_t size) {
+HK_PROFILE_FRAME int hakmem_posix_memalign(void **result, size_t alignment, size_t size) {
   if (alignment % sizeof(void *) != 0 || !hk_is_power_of_two(alignment)) return EINVAL;
   void *block = hk_aligned_inline(alignment, size);
   // The result says ENOMEM, and errno too, as glibc's allocation failure leaves it (its own tests
@@ -78,7 +114,7 @@ int hakmem_posix_memalign(void **result, size_t alignment, size_t size) {
   return 0;
 }
 
-void *hakmem_aligned_alloc(size_t alignment, size_t size) {
+HK_PROFILE_FRAME void *hakmem_aligned_alloc(size_t alignment, size_t size) {
   if (!hk_is_power_of_two(alignment)) {
     errno = EINVAL;
     return NULL;
@@ -86,7 +122,7 @@ void *hakmem_aligned_alloc(size_t alignment, size_t size) {
   return hk_aligned_inline(alignment, size);
 }
 
-void *hakmem_memalign(size_t alignment, size_t size) {
+HK_PROFILE_FRAME void *hakmem_memalign(size_t alignment, size_t size) {
   // As glibc: an alignment past 2^63 cannot be rounded up to a power of two (EINVAL); 2^63 itself is
   // valid and fails for want of memory (ENOMEM).
   if (alignment > ((size_t)1 << 63)) {
@@ -127,7 +163,7 @@ int hakmem_owns(const void *block) {
   if (!block) return 0;
   ss_slab *slab = ss_registry_lookup(block);
   if (slab) return tiny_owns_slab(slab) || ace_owns_slab(slab);
-  return ace_huge_usable_size(block) != 0;
+  return ace_huge_usable_size(block) != 0 || hk_profile_block_size(block) != 0;
 }
 
 void hakmem_stats_get(hakmem_stats *out) {
@@ -136,6 +172,8 @@ void hakmem_stats_get(hakmem_stats *out) {
   out->os_madvise_calls = hk_stat_get(HK_STAT_OS_MADVISE_CALLS);
   out->bytes_reserved = hk_stat_get(HK_STAT_OS_BYTES_RESERVED);
   out->bytes_committed = hk_stat_get(HK_STAT_OS_BYTES_COMMITTED);
+  out->background_starts = hk_stat_get(HK_STAT_BG_STARTS);
+  out->background_bytes_returned = hk_stat_get(HK_STAT_BG_BYTES_RETURNED);
 }
 
 // ---- Process set-up ---------------------------------------------------------------------------
@@ -160,15 +198,18 @@ static __thread volatile int fork_locked __attribute__((tls_model("initial-exec"
 
 static void before_fork(void) {
   if (fork_depth++ > 0) return;
+  hk_background_before_fork();
   fork_locked = !__libc_single_threaded && hk_locks_held == 0;
   if (!fork_locked) return;
   se_prefork();
   ace_prefork();
   sp_prefork();
+  hk_profile_prefork();
 }
 
 static void after_fork_parent(void) {
   if (fork_depth == 1 && fork_locked) {
+    hk_profile_postfork_parent();
     sp_postfork_parent();
     ace_postfork_parent();
     se_postfork_parent();
@@ -177,11 +218,14 @@ static void after_fork_parent(void) {
 }
 
 static void after_fork_child(void) {
-  if (fork_depth == 1 && fork_locked) {
+  int locked = fork_depth == 1 && fork_locked;
+  hk_profile_postfork_child(locked);  // any child: it writes PATH.<pid>, not the parent's file
+  if (locked) {
     sp_postfork_child();
     ace_postfork_child();
     se_postfork_child();
   }
+  hk_background_after_fork_child();  // any child: it has no background thread
   fork_depth--;
 }
 
@@ -189,12 +233,18 @@ static void after_fork_child(void) {
 // GNU ls close stderr in their own atexit handler, which runs before ours.
 static int stats_fd = 2;
 
-// The tiny front's maintenance tick calls this (at most every TINY_MAINTENANCE_PERIOD_MS per
-// thread): ACE gives idle per-thread caches back and expires cached huge mappings, the pool
-// decommits slabs idle past its delay. So memory returns while the program keeps allocating.
-static void age_other_layers(void) {
-  ace_trim(0);
-  sp_trim(0);
+// The tiny front calls this at the end of every refill (`allocating`) and, when its maintenance
+// tick is `due` (at most every TINY_MAINTENANCE_PERIOD_MS per thread), at the end of a free. When
+// due: ACE gives idle per-thread caches back and expires cached huge mappings, the pool decommits
+// slabs idle past its delay (the background thread does that instead once it runs), so memory
+// returns while the program keeps allocating. After a refill it may also start the background
+// thread (a load and a compare once it runs); never after a free.
+static void tiny_slow_path_hook(int allocating, int due) {
+  if (due) {
+    ace_trim(0);
+    if (!hk_background_running()) sp_trim(0);
+  }
+  if (allocating) hk_background_consider();
 }
 
 // HAKMEM_STATS: json:PATH writes the raw counters to PATH; all prints them and the summary; any
@@ -221,11 +271,17 @@ static void print_stats_at_exit(void) {
 // allocations made before this (by other constructors) are fine.
 __attribute__((constructor)) static void hakmem_process_setup(void) {
   pthread_atfork(before_fork, after_fork_parent, after_fork_child);
-  tiny_set_maintenance_hook(age_other_layers);
+  tiny_set_maintenance_hook(tiny_slow_path_hook);
   hk_crash_report_install_if_enabled();
   if (hk_config_string(HK_OPT_STATS)[0] != '0') {
     int duplicate = fcntl(2, F_DUPFD_CLOEXEC, 100);
     if (duplicate >= 0) stats_fd = duplicate;
     atexit(print_stats_at_exit);
   }
+  // After the statistics' atexit: exit handlers run last-registered first, so the thread has
+  // stopped (its last timeline row written) when the summary prints.
+  hk_background_setup();
+  // Last: the heap profiler (HAKMEM_PROFILE) opens its gate once everything else is set up; its
+  // exit-time write runs before the handlers above (last registered, first run).
+  hk_profile_setup();
 }

@@ -49,6 +49,8 @@ typedef struct {
   uint64_t os_madvise_calls;   // madvise calls so far
   uint64_t bytes_reserved;     // address space mapped now
   uint64_t bytes_committed;    // mapped and not decommitted now
+  uint64_t background_starts;  // background threads started (HAKMEM_BACKGROUND_MS; one at a time)
+  uint64_t background_bytes_returned;  // bytes the background thread's passes gave back
 } hakmem_stats;
 
 // Fills `out` with the current totals.

@@ -13,6 +13,7 @@
 
 #include "allocator/base/bits.h"
 #include "allocator/base/report.h"
+#include "allocator/hakmem_profile.h"
 #include "allocator/midlarge/ace.h"
 #include "allocator/superslab/registry.h"
 #include "allocator/tiny/tiny.h"
@@ -36,13 +37,20 @@ __attribute__((noreturn, cold)) void hk_not_a_huge_block(const char *call, const
 // free of a block in no SuperSlab: a huge block, else an invalid pointer. Out of line and reached
 // by a tail call, so that free's fast paths keep nothing in callee-saved registers.
 void hk_free_outside_superslabs(void *block, const char *call);
+// The out-of-line ends of malloc and calloc: huge sizes, and every size while the heap profiler
+// samples (hakmem_profile.h: its gate lowers the thresholds of the inline checks to 0).
+void *hk_malloc_outside(size_t size);
+void *hk_calloc_outside(size_t size);
 // free of a pointer into a SuperSlab slot that no layer holds: reports and aborts. Not declared
 // noreturn, so that free reaches it by a tail jump too (see se_invalid_free).
 __attribute__((cold)) void hk_free_unheld_slot(void *block, const char *call);
 
+// The two size checks compare with hk_profile_gate's thresholds (TINY_MAX_SIZE and
+// ACE_HUGE_THRESHOLD unless the profiler samples): the same instruction count as constants.
 HK_ALWAYS_INLINE void *hk_malloc_inline(size_t size) {
-  if (HK_LIKELY(size <= TINY_MAX_SIZE)) return tiny_alloc(size);
-  return ace_alloc(size);
+  if (HK_LIKELY(size <= hk_profile_gate.tiny_max)) return tiny_alloc(size);
+  if (HK_UNLIKELY(size > hk_profile_gate.mid_max)) return hk_malloc_outside(size);
+  return ace_alloc_classed(size);
 }
 
 // Frees `block` on behalf of API function `call` (named in the message for a bad pointer).
@@ -77,8 +85,8 @@ HK_ALWAYS_INLINE void *hk_calloc_inline(size_t count, size_t size) {
     errno = ENOMEM;
     return NULL;
   }
-  if (HK_LIKELY(total <= TINY_MAX_SIZE)) return tiny_calloc(total);
-  return ace_calloc(total);
+  if (HK_LIKELY(total <= hk_profile_gate.tiny_max)) return tiny_calloc(total);
+  return hk_calloc_outside(total);
 }
 
 // Usable size of a block of ours, or aborts naming `call` for a pointer that is not one.
@@ -98,6 +106,11 @@ HK_ALWAYS_INLINE size_t hk_usable_size_inline(const void *block, const char *cal
     }
     if (HK_UNLIKELY(hk_block_is_marked_free(block))) hk_freed_block(call, block);
     return usable;
+  }
+  // A block the heap profiler sampled (asked first, as free does: hk_free_outside_superslabs).
+  if (HK_UNLIKELY(hk_profile_started)) {
+    size_t sampled = hk_profile_block_size(block);
+    if (sampled) return sampled;
   }
   size_t huge = ace_huge_usable_size(block);
   if (huge == 0) hk_not_a_huge_block(call, block);
@@ -130,6 +143,11 @@ HK_ALWAYS_INLINE void *hk_realloc_inline(void *block, size_t new_size) {
       hk_invalid_pointer("realloc", block);
     }
   } else {
+    // A sampled block always moves (to a block of the new size, sampled or not).
+    if (HK_UNLIKELY(hk_profile_started)) {
+      size_t sampled = hk_profile_block_size(block);
+      if (sampled) return hk_realloc_move(block, sampled, new_size);
+    }
     old_usable = ace_huge_usable_size(block);
     if (old_usable == 0) hk_not_a_huge_block("realloc", block);
     void *resized = ace_resize(block, NULL, new_size);

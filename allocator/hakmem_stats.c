@@ -114,8 +114,7 @@ static void writer_cell(hk_writer *writer, const char *text, size_t width) {
   hk_writer_text(writer, text);
 }
 
-// A value of /proc/self/status in KiB ("VmHWM:", "VmRSS:"), or 0 when it cannot be read.
-static uint64_t status_kib(const char *field) {
+uint64_t hk_status_kib(const char *field) {
   int status = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
   if (status < 0) return 0;
   char text[4096];
@@ -403,8 +402,8 @@ void hakmem_stats_summary_write(int fd) {
   hk_writer writer = hk_writer_to(fd, buffer, sizeof buffer);
   hk_writer_text(&writer, "hakmem: " HAKMEM_SUMMARY_TITLE ", pid ");
   hk_writer_decimal(&writer, (uint64_t)getpid());
-  const figure head[] = {{" (HAKMEM_STATS=all adds every counter)\nhakmem: RSS ", status_kib("VmRSS:") * 1024, 1},
-                         {" now, ", status_kib("VmHWM:") * 1024, 1}};
+  const figure head[] = {{" (HAKMEM_STATS=all adds every counter)\nhakmem: RSS ", hk_status_kib("VmRSS:") * 1024, 1},
+                         {" now, ", hk_status_kib("VmHWM:") * 1024, 1}};
   write_figures(&writer, head, sizeof head / sizeof head[0], " at the peak (the whole process)\n");
   hk_writer_text(&writer, "hakmem: memory");
   static const char *const columns[4] = {"reserved", "committed", "in use", "cached"};
@@ -498,7 +497,7 @@ void hakmem_stats_write(int fd, int json) {
     writer_class_counters(&writer, json, &first, "ace.class", ace_class_size(c), (const uint64_t *)&ace.classes[c],
                           ace_stat_names, sizeof(ace_class_stats) / sizeof(uint64_t));
   // Peak RSS, from the kernel's own accounting (VmHWM in /proc/self/status), in KiB.
-  uint64_t peak_kib = status_kib("VmHWM:");
+  uint64_t peak_kib = hk_status_kib("VmHWM:");
   if (peak_kib) writer_counter(&writer, json, &first, "process.peak_rss_kib", peak_kib);
   if (json) hk_writer_text(&writer, "\n}\n");
   hk_writer_flush(&writer);

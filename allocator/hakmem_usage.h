@@ -59,4 +59,7 @@ typedef struct {
 // Fills `usage` (about 10 KiB: callers keep it on their stack).
 void hk_usage_take(hk_usage *usage);
 
+// A value of /proc/self/status in KiB ("VmHWM:", "VmRSS:"), or 0 when it cannot be read. No malloc.
+uint64_t hk_status_kib(const char *field);
+
 #endif  // HAKMEM_ALLOCATOR_HAKMEM_USAGE_H_

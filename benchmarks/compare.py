@@ -183,6 +183,10 @@ WORKLOADS = [
     bench("fragmentation", "fragmentation", "peak RSS vs live bytes after scattered frees"),
     bench("fragmentation_trim", "fragmentation", "the same, calling malloc_trim(0) after the frees",
           "--trim", "--name=fragmentation_trim"),
+    bench("memory_return_sleep", "memory_return", "1 GiB of 16-512 B blocks freed, then 10 s with no allocator call",
+          "--after=sleep", "--name=memory_return_sleep"),
+    bench("memory_return_trickle", "memory_return", "the same, then 10 s of one small malloc/free per millisecond",
+          "--after=trickle", "--name=memory_return_trickle"),
     Workload("sqlite", "program", "sqlite3 :memory: - 300K inserts, indexes, queries", program="sqlite"),
     Workload("python", "program", "python3 (PYTHONMALLOC=malloc) building and dropping dicts/lists", program="python"),
     Workload("gcc", "program", "gcc -O2 -c of a generated 290 KB C file", program="gcc"),
@@ -627,6 +631,28 @@ class Report:
         return rows
 
 
+    def memory_return_rows(self):
+        """RSS above the start right after freeing the heap and at the end of the wait, and the
+        seconds until it was within 64 MiB of the start (memory_return rows)."""
+        rows = []
+        for name in ("memory_return_sleep", "memory_return_trickle"):
+            if name not in self.cells:
+                continue
+            label = name[len("memory_return_"):]
+            row_heap, row_freed = ["heap above start (%s)" % label], ["right after the frees (%s)" % label]
+            row_end, row_settle = ["10 s later (%s)" % label], ["seconds to within 64 MiB (%s)" % label]
+            for a in self.allocators:
+                cell = self.cells[name][a.name]
+                values = [cell.field_median(k) for k in ("heap_rss_kib", "freed_rss_kib", "end_rss_kib")]
+                settle = cell.field_median("settle_seconds")
+                ok = not cell.failure
+                for row, value in zip((row_heap, row_freed, row_end), values):
+                    row.append(format_kib(value) if value is not None and ok else "–")
+                row_settle.append(("never" if settle < 0 else "%.1f" % settle) if settle is not None and ok else "–")
+            rows += [row_heap, row_freed, row_end, row_settle]
+        return rows
+
+
 def markdown_table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -672,6 +698,16 @@ def write_outputs(out_dir, report, options, notes, syscalls, started, elapsed, f
                   " and the RSS left once everything is freed.")
         md.append("")
         md.append(markdown_table(["fragmentation"] + names, frag))
+    returned = report.memory_return_rows()
+    if returned:
+        md.append("")
+        md.append("## Memory returned while the program waits")
+        md.append("")
+        md.append("RSS above the process's start (median): the heap of small blocks, right after freeing all of it,"
+                  " and at the end of the wait (no call, or a trickle of small calls), without malloc_trim;"
+                  " then the seconds after the frees until RSS was within 64 MiB of the start.")
+        md.append("")
+        md.append(markdown_table(["memory_return"] + names, returned))
     if syscalls:
         md.append("")
         md.append("## Memory syscalls (one run under `strace -f -c`)")

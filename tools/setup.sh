@@ -28,6 +28,7 @@ PACKAGES=(
   jq                     # compare's jq row: parses and rebuilds generated JSON (many small objects)
   libxml2-utils          # xmllint, compare's xmllint row: DOM of a generated XML document
   gawk                   # compare's awk row: associative arrays and string building on generated text
+  google-perftools       # google-pprof: reads HAKMEM_PROFILE's heap profiles (tests, tools/hakmem flame)
 )
 
 missing=()

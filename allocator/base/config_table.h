@@ -39,7 +39,25 @@
     "most bytes of freed huge mappings kept for reuse; also the huge arena's free committed bytes")                                         \
   X(HUGE_CACHE_TTL_MS, "HAKMEM_HUGE_CACHE_TTL_MS", INT, "2000",                                   \
     "a freed huge mapping unused this long (ms) is unmapped; a free huge arena span decommitted")                                    \
+  X(HUGEPAGE_COLLAPSE_MS, "HAKMEM_HUGEPAGE_COLLAPSE_MS", INT, "0",                              \
+    "the background thread turns a SuperSlab with every slab in use this long (ms) into a "        \
+    "transparent huge page (MADV_COLLAPSE); it starts at 64 MiB committed for that; 0: never")     \
+  X(BACKGROUND_MS, "HAKMEM_BACKGROUND_MS", INT, "250",                                            \
+    "period (ms) of the background thread that gives back memory idle past the delays while the " \
+    "program makes no allocator call; started at an allocation once 64 MiB are committed; 0: none") \
+  X(TIMELINE, "HAKMEM_TIMELINE", STRING, "0",                                                     \
+    "PATH: the background thread writes a CSV row of RSS and memory by layer to PATH every "       \
+    "HAKMEM_TIMELINE_MS (tools/hakmem run --timeline); 0 is off")                                  \
+  X(TIMELINE_MS, "HAKMEM_TIMELINE_MS", INT, "100",                                                \
+    "interval (ms) between two rows of the memory timeline")                                        \
   X(CRASH_REPORT, "HAKMEM_CRASH_REPORT", INT, "0",                                                \
-    "1 writes a report naming the HAKMEM slab and block of the address on SIGSEGV/SIGBUS/SIGABRT")
+    "1 writes a report naming the HAKMEM slab and block of the address on SIGSEGV/SIGBUS/SIGABRT") \
+  X(PROFILE, "HAKMEM_PROFILE", STRING, "0",                                                       \
+    "PATH: the sampling heap profiler writes a google-pprof heap profile to PATH at exit, on "     \
+    "SIGUSR2 and every HAKMEM_PROFILE_INTERVAL_MS (other processes: PATH.PID); 0 is off")          \
+  X(PROFILE_RATE, "HAKMEM_PROFILE_RATE", INT, "512K",                                             \
+    "mean bytes allocated between two samples of the heap profiler (exponential gaps)")            \
+  X(PROFILE_INTERVAL_MS, "HAKMEM_PROFILE_INTERVAL_MS", INT, "0",                                  \
+    "the heap profiler also writes its profile every this many ms (checked when it samples); 0 never")
 
 #endif  // HAKMEM_ALLOCATOR_BASE_CONFIG_TABLE_H_

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static void write_all_to(int fd, const char *text, size_t length) {
+void hk_write_all(int fd, const char *text, size_t length) {
   int saved_errno = errno;
   while (length > 0) {
     ssize_t written = write(fd, text, length);
@@ -19,7 +19,7 @@ static void write_all_to(int fd, const char *text, size_t length) {
   errno = saved_errno;
 }
 
-static void write_all(const char *text, size_t length) { write_all_to(2, text, length); }
+static void write_all(const char *text, size_t length) { hk_write_all(2, text, length); }
 
 void hk_report_write(const char *text) { write_all(text, strlen(text)); }
 
@@ -109,7 +109,7 @@ void hk_report_invalid_pointer_detail(const char *call, const char *reason, cons
 
 // ---- The buffered writer ------------------------------------------------------------------------
 void hk_writer_flush(hk_writer *writer) {
-  write_all_to(writer->fd, writer->buffer, writer->length);
+  hk_write_all(writer->fd, writer->buffer, writer->length);
   writer->length = 0;
 }
 

@@ -35,6 +35,10 @@ __attribute__((noreturn, cold)) void hk_report_invalid_pointer(const char *call,
 __attribute__((noreturn, cold)) void hk_report_invalid_pointer_detail(const char *call, const char *reason,
                                                                       const void *pointer, const char *detail);
 
+// Writes all `length` bytes of `text` to `fd`, retrying short and interrupted writes; gives up on
+// another error. errno is preserved. No malloc, no stdio: async-signal-safe.
+void hk_write_all(int fd, const char *text, size_t length);
+
 // A buffered writer for reports of many lines (the statistics, the crash report): text goes into
 // the caller's buffer and out with write(2) when the buffer fills and at hk_writer_flush, retrying
 // short and interrupted writes; errno is preserved. No malloc, no stdio: async-signal-safe.

@@ -17,6 +17,8 @@
   X(OS_BYTES_UNMAPPED_TOTAL, "os.bytes_unmapped_total",                                     \
     "bytes ever unmapped (munmap, mremap shrinks; not the trims of an aligned reservation)") \
   X(OS_BYTES_COMMITTED_PEAK, "os.bytes_committed_peak", "most bytes os.bytes_committed ever counted (gauge)") \
+  X(OS_HUGEPAGE_COLLAPSES, "os.hugepage_collapses", "2 MiB ranges turned into transparent huge pages (MADV_COLLAPSE)") \
+  X(OS_HUGEPAGE_COLLAPSE_FAILURES, "os.hugepage_collapse_failures", "MADV_COLLAPSE calls that failed (no huge page free, old kernel)") \
   /* Locks: waits of hk_spin_lock (abandoned slabs, huge blocks, SuperSlab cache trims). */ \
   X(LOCK_SPIN_WAITS, "lock.spin_waits", "hk_spin_lock calls that found the lock held and waited") \
   /* SuperSlab registry and LRU cache of free SuperSlabs. */                               \
@@ -44,6 +46,7 @@
   X(SP_ACQUIRE_FAILURES, "sp.acquire_failures", "acquisitions that returned NULL (ENOMEM)") \
   X(SP_RELEASE_CALLS, "sp.release_calls", "sp_release_slab calls")                          \
   X(SP_SPAN_RELEASE_CALLS, "sp.span_release_calls", "sp_release_span calls")                \
+  X(SP_BYTES_RELEASED, "sp.bytes_released", "bytes of slabs and spans given back to the pool (total)") \
   X(SP_STALE_ENTRIES, "sp.stale_entries", "free-list entries dropped because the slot was taken") \
   X(SP_LOCK_ACQUISITIONS, "sp.lock_acquisitions", "mapping-lock acquisitions (one per new mapping)") \
   X(SP_LOCK_WAITS, "sp.lock_waits", "acquisitions that waited for another thread's mapping") \
@@ -71,6 +74,15 @@
   X(ACE_ARENA_MOVES, "ace.arena_moves", "huge arena reallocs that moved (copied) to a new block") \
   X(ACE_ARENA_DECOMMITS, "ace.arena_decommits", "free huge arena spans decommitted (budget, TTL, trim)") \
   X(ACE_ARENA_REGIONS_MAPPED, "ace.arena_regions_mapped", "huge arena regions (128 MiB) mapped") \
-  X(ACE_ARENA_REGIONS_UNMAPPED, "ace.arena_regions_unmapped", "huge arena regions unmapped")
+  X(ACE_ARENA_REGIONS_UNMAPPED, "ace.arena_regions_unmapped", "huge arena regions unmapped") \
+  /* The background thread (allocator/hakmem_background.c). */                            \
+  X(BG_STARTS, "bg.starts", "background threads started (at most one at a time per process)") \
+  X(BG_PASSES, "bg.passes", "aging passes run by the background thread")                   \
+  X(BG_BYTES_RETURNED, "bg.bytes_returned", "bytes its passes decommitted or unmapped")     \
+  X(BG_TIMELINE_ROWS, "bg.timeline_rows", "rows written to the memory timeline (HAKMEM_TIMELINE)") \
+  /* The heap profiler (allocator/hakmem_profile.c, HAKMEM_PROFILE). */                       \
+  X(PROFILE_SAMPLES, "profile.samples", "allocations the heap profiler sampled")             \
+  X(PROFILE_LIVE_BYTES, "profile.live_bytes", "requested bytes of the sampled blocks live now (gauge)") \
+  X(PROFILE_WRITES, "profile.writes", "heap profiles written (exit, SIGUSR2, interval)")
 
 #endif  // HAKMEM_ALLOCATOR_BASE_STATS_TABLE_H_

@@ -155,10 +155,9 @@ static inline int ace_is_block_start(const void *block, const ss_slab *head, uin
 }
 
 // ---- API ---------------------------------------------------------------------------------------
-// Allocates at least `size` bytes (size > 1024, any size): a bin hit inline, else the refill
-// path; huge sizes get a mapping. NULL with errno = ENOMEM.
-static inline void *ace_alloc(size_t size) {
-  if (__builtin_expect(size > ACE_HUGE_THRESHOLD, 0)) return ace_huge_alloc(size, 0);
+// ace_alloc for a size known to be at most ACE_HUGE_THRESHOLD (the front door makes its own huge
+// check, against a threshold the heap profiler can lower: hakmem_profile.h).
+static inline void *ace_alloc_classed(size_t size) {
   unsigned c = ace_size_to_class(size);
   void *block = se_bin_pop(ace_bin_of(c));
   if (__builtin_expect(block != NULL, 1)) {
@@ -166,6 +165,13 @@ static inline void *ace_alloc(size_t size) {
     return block;
   }
   return ace_alloc_refill(c);
+}
+
+// Allocates at least `size` bytes (size > 1024, any size): a bin hit inline, else the refill
+// path; huge sizes get a mapping. NULL with errno = ENOMEM.
+static inline void *ace_alloc(size_t size) {
+  if (__builtin_expect(size > ACE_HUGE_THRESHOLD, 0)) return ace_huge_alloc(size, 0);
+  return ace_alloc_classed(size);
 }
 
 // For a block that realloc grows (the front door's copy path): sizes above ACE_ARENA_MIN_SIZE

@@ -177,6 +177,39 @@ int hk_os_hugepage_withdraw(void *address, size_t size) {
 #endif
 }
 
+long hk_os_resident_pages(void *address, size_t size) {
+  size_t page = hk_os_page_size();
+  size_t pages = hk_align_up(size, page) / page;
+  unsigned char vector[512];
+  long resident = 0;
+  for (size_t done = 0; done < pages;) {
+    size_t chunk = pages - done < sizeof vector ? pages - done : sizeof vector;
+    if (mincore((char *)address + done * page, chunk * page, vector) != 0) return -1;
+    for (size_t i = 0; i < chunk; i++) resident += vector[i] & 1;
+    done += chunk;
+  }
+  return resident;
+}
+
+// MADV_COLLAPSE's value (Linux 6.1); older headers lack the name.
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+
+int hk_os_hugepage_collapse(void *address, size_t size) {
+  if (hk_os_hugepage_hint(address, size) != 0) return -1;
+  hk_stat_add(HK_STAT_OS_MADVISE_CALLS, 1);
+  if (madvise(address, size, MADV_COLLAPSE) == 0) {
+    hk_stat_add(HK_STAT_OS_HUGEPAGE_COLLAPSES, size >> 21);
+    return 0;
+  }
+  int error = errno;
+  hk_stat_add(HK_STAT_OS_HUGEPAGE_COLLAPSE_FAILURES, 1);
+  hk_os_hugepage_withdraw(address, size);
+  errno = error;
+  return -1;
+}
+
 void *hk_os_remap(void *address, size_t old_size, size_t new_size, int may_move) {
   size_t page = hk_os_page_size();
   if (new_size == 0 || hk_align_up_overflows(new_size, page)) {

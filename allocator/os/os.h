@@ -68,6 +68,15 @@ int hk_os_hugepage_hint(void *address, size_t size);
 // khugepaged no longer refills the range. 0, or -1 with errno.
 int hk_os_hugepage_withdraw(void *address, size_t size);
 
+// Pages of [address, address + size) (page-aligned) resident now (mincore), or -1 with errno.
+long hk_os_resident_pages(void *address, size_t size);
+
+// Turns the resident range into transparent huge pages now (MADV_HUGEPAGE, then MADV_COLLAPSE,
+// Linux 6.1+: the kernel copies the small pages into huge ones; pages not resident are filled
+// with zeros). Synchronous and costly (a 2 MiB copy each): for a background thread. On failure
+// the hint is withdrawn again. 0, or -1 with errno (EINVAL where the kernel lacks it).
+int hk_os_hugepage_collapse(void *address, size_t size);
+
 // Resizes the mapping at `address` from old_size to new_size (page-rounded), moving it if
 // `may_move`; the contents are kept without copying. The new address, or NULL with errno.
 void *hk_os_remap(void *address, size_t old_size, size_t new_size, int may_move);

@@ -69,16 +69,30 @@ static void registry_set(ss_superslab *superslab, int present) {
 
 // ---- Directory ----------------------------------------------------------------------------
 
+// The directory is reserved whole (room for SS_DIRECTORY_MAX entries) and counted committed page
+// by page as the high water reaches it (directory_take_id): its untouched pages cost no memory,
+// and the os.bytes_committed gauge (the statistics' "metadata") says so.
 static ss_dir_entry *directory_get(void) {
   ss_dir_entry *directory = __atomic_load_n(&ss_directory, __ATOMIC_ACQUIRE);
   if (directory) return directory;
   size_t bytes = (size_t)SS_DIRECTORY_MAX * sizeof(ss_dir_entry);
-  ss_dir_entry *fresh = hk_os_reserve_aligned(bytes, 0, HK_OS_RESERVE_DEFAULT);
+  ss_dir_entry *fresh = hk_os_reserve_aligned(bytes, 0, HK_OS_RESERVE_UNCOMMITTED);
   if (!fresh) return NULL;
   if (__atomic_compare_exchange_n(&ss_directory, &directory, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
     return fresh;
+  hk_os_commit(fresh, bytes);  // hk_os_release counts a committed range out
   hk_os_release(fresh, bytes);
   return directory;
+}
+
+// Counts the directory pages entry `id` reaches beyond entry id - 1 as committed: each page once,
+// by the thread whose high-water CAS took the entry that first reaches it.
+static void directory_commit_entry(uint32_t id) {
+  size_t page = hk_os_page_size();
+  uintptr_t start = (uintptr_t)&ss_directory[id], end = (uintptr_t)&ss_directory[id + 1];
+  uintptr_t first = id == 0 ? start & ~(page - 1) : hk_align_up(start, page);
+  uintptr_t last = hk_align_up(end, page);
+  if (last > first) hk_os_commit((void *)first, last - first);
 }
 
 // A directory id: a reused one, else a new one. UINT32_MAX when all are taken.
@@ -91,6 +105,7 @@ static uint32_t directory_take_id(void) {
     // Release: scanners that see the new high water (acquire) find superslab NULL or published.
   } while (!__atomic_compare_exchange_n(&ss_directory_high_water, &next, next + 1, 1, __ATOMIC_RELEASE,
                                         __ATOMIC_RELAXED));
+  directory_commit_entry(next);
   return next;
 }
 
@@ -133,6 +148,7 @@ ss_superslab *ss_superslab_map(void) {
   __atomic_store_n(&entry->active, 0, __ATOMIC_RELAXED);
   __atomic_store_n(&entry->retiring, 0, __ATOMIC_RELAXED);
   __atomic_store_n(&entry->hugepage, (uint32_t)hugepage, __ATOMIC_RELAXED);
+  __atomic_store_n(&entry->dense_since_ms, 0, __ATOMIC_RELAXED);
   for (unsigned i = 0; i < SS_SLABS_PER_SUPERSLAB; i++) {
     // Keep LISTED: a stale list entry of this id's previous SuperSlab may still hold the slot.
     uint32_t *word = &entry->slot_word[i];

@@ -59,6 +59,34 @@ TEST(Registry, EverySlabAndInteriorAddressFindsItsSlab) {
   EXPECT_EQ(ss_registry_find((void *)(base + SS_SIZE - 1)), nullptr);
 }
 
+// The directory's reservation counts as committed only page by page as new ids reach it: mapping
+// SuperSlabs under new ids adds their own 2 MiB plus at most the directory pages their entries
+// reach, never the whole reservation (36 MiB: it used to count at the first mapping).
+TEST(Registry, TheDirectoryCountsAsCommittedOnlyWhereItsEntriesReach) {
+  std::vector<ss_superslab *> mapped;
+  // Ids are reused after an unmap: map more than any earlier test freed, so new ids are reached.
+  for (int i = 0; i < 64; i++) {
+    ss_superslab *superslab = ss_superslab_map();
+    ASSERT_NE(superslab, nullptr);
+    mapped.push_back(superslab);
+  }
+  uint64_t committed_before = hk_stat_get(HK_STAT_OS_BYTES_COMMITTED);
+  uint64_t reserved_before = hk_stat_get(HK_STAT_OS_BYTES_RESERVED);
+  const int more = 200;
+  for (int i = 0; i < more; i++) {
+    ss_superslab *superslab = ss_superslab_map();
+    ASSERT_NE(superslab, nullptr);
+    mapped.push_back(superslab);
+  }
+  uint64_t committed = hk_stat_get(HK_STAT_OS_BYTES_COMMITTED) - committed_before;
+  uint64_t reserved = hk_stat_get(HK_STAT_OS_BYTES_RESERVED) - reserved_before;
+  EXPECT_EQ(reserved, (uint64_t)more * SS_SIZE) << "the directory is reserved once, before";
+  // Each new entry is under 1 KiB: 200 of them reach at most 200 KiB of pages (and more than none).
+  EXPECT_GT(committed, (uint64_t)more * SS_SIZE);
+  EXPECT_LE(committed, (uint64_t)more * SS_SIZE + (256u << 10));
+  for (ss_superslab *superslab : mapped) ss_superslab_unmap(superslab);
+}
+
 TEST(Registry, AddressesThatAreNotOursMiss) {
   // Keep a SuperSlab registered so the leaves around real heap addresses exist.
   ss_superslab *superslab = ss_superslab_map();

@@ -399,6 +399,7 @@ void sp_release_slab(ss_slab *slab) {
   ss_superslab *superslab = sp_check_slab(slab, "sp_release_slab");
   uint64_t now = sp_tick();
   hk_stat_add(HK_STAT_SP_RELEASE_CALLS, 1);
+  hk_stat_add(HK_STAT_SP_BYTES_RELEASED, SS_SLAB_SIZE);
   if (slab->span_slabs != 1 || slab->kind == SS_KIND_SPAN)
     hk_report_invalid_pointer("sp_release_slab", "a span or part of one, not a slab", slab);
   uint32_t id = superslab->id;
@@ -488,6 +489,7 @@ void sp_release_span(ss_slab *head) {
   uint64_t now = sp_tick();
   hk_stat_add(HK_STAT_SP_SPAN_RELEASE_CALLS, 1);
   unsigned count = head->span_slabs;
+  hk_stat_add(HK_STAT_SP_BYTES_RELEASED, (uint64_t)count * SS_SLAB_SIZE);
   if (head->kind != SS_KIND_SPAN || count == 0 || head->span_head != head->index ||
       head->index + count > SS_SLABS_PER_SUPERSLAB)
     hk_report_invalid_pointer("sp_release_span", "not the head of a span", head);
@@ -501,6 +503,58 @@ void sp_release_span(ss_slab *head) {
       hk_report_invalid_pointer("sp_release_span", "span released twice", head);
   }
   sp_after_release(id, count, now);
+}
+
+// ---- Huge pages for dense SuperSlabs -----------------------------------------------------
+
+static int every_slot_active(const ss_dir_entry *entry) {
+  for (unsigned i = 0; i < SS_SLABS_PER_SUPERSLAB; i++)
+    if (ss_slot_state(__atomic_load_n(&entry->slot_word[i], __ATOMIC_ACQUIRE)) != SS_SLOT_ACTIVE) return 0;
+  return 1;
+}
+
+size_t sp_collapse_dense(uint64_t delay_ms) {
+  uint64_t now = ss_clock_ms();
+  size_t collapsed = 0;
+  long dense_pages = (long)(SS_SIZE / hk_os_page_size()) / 16 * 15;
+  uint32_t high = __atomic_load_n(&ss_directory_high_water, __ATOMIC_ACQUIRE);
+  for (uint32_t id = 0; id < high; id++) {
+    ss_dir_entry *entry = ss_dir(id);
+    ss_superslab *superslab = __atomic_load_n(&entry->superslab, __ATOMIC_ACQUIRE);
+    // Relaxed: the flag is only a hint of work done; the exchange below decides.
+    if (!superslab || __atomic_load_n(&entry->hugepage, __ATOMIC_RELAXED)) continue;
+    if (!every_slot_active(entry)) {
+      __atomic_store_n(&entry->dense_since_ms, 0, __ATOMIC_RELAXED);
+      continue;
+    }
+    uint64_t since = __atomic_load_n(&entry->dense_since_ms, __ATOMIC_RELAXED);
+    if (since == 0 || now < since) {
+      __atomic_store_n(&entry->dense_since_ms, now ? now : 1, __ATOMIC_RELAXED);
+      continue;
+    }
+    if (now - since < delay_ms) continue;
+    // No SuperSlab is unmapped while the trim lock is held: the range stays this SuperSlab's.
+    ss_cache_hold_trims();
+    if (__atomic_load_n(&entry->superslab, __ATOMIC_ACQUIRE) == superslab && every_slot_active(entry)) {
+      if (hk_os_resident_pages(superslab, SS_SIZE) < dense_pages) {
+        // Slots in use with pages never touched (slabs not carved yet): a collapse would make
+        // them resident. Look again after another delay.
+        __atomic_store_n(&entry->dense_since_ms, now, __ATOMIC_RELAXED);
+      } else {
+        uint32_t none = 0;
+        // A decommit from now on finds the flag set and withdraws the request (ss_withdraw_hugepage).
+        if (__atomic_compare_exchange_n(&entry->hugepage, &none, 1, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+          if (hk_os_hugepage_collapse(superslab, SS_SIZE) == 0) {
+            collapsed++;
+          } else {
+            __atomic_store_n(&entry->hugepage, 0, __ATOMIC_RELAXED);  // the hint is withdrawn
+          }
+        }
+      }
+    }
+    ss_cache_release_trims();
+  }
+  return collapsed;
 }
 
 // ---- Census -------------------------------------------------------------------------------
@@ -529,7 +583,9 @@ void sp_census_take(sp_census *out, sp_census_visit visit, void *arg) {
           out->slots_in_use++;
           // A span's later slots are the head's: the head is visited once for the whole span.
           ss_slab *slab = &superslab->slabs[i];
-          if (__atomic_load_n(&slab->span_head, __ATOMIC_RELAXED) == i && visit) visit(slab, arg);
+          // Only with a visitor: a census of the slot states alone (the background thread's start
+          // check) then reads no field a concurrent acquisition is writing.
+          if (visit && __atomic_load_n(&slab->span_head, __ATOMIC_RELAXED) == i) visit(slab, arg);
           break;
         }
         case SS_SLOT_CACHED:

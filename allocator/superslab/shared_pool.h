@@ -66,6 +66,12 @@ static inline int sp_slab_is_zeroed(const ss_slab *slab) { return slab->zeroed; 
 // Returns the bytes decommitted plus unmapped.
 size_t sp_trim(int force);
 
+// Turns SuperSlabs that have had every slot in use for `delay_ms` (seen by earlier calls; the
+// caller calls every few hundred ms) and whose pages are nearly all resident (15/16) into
+// transparent huge pages (hk_os_hugepage_collapse), each once until a decommit inside it withdraws
+// the request. For the background thread only: each collapse copies 2 MiB. Returns how many.
+size_t sp_collapse_dense(uint64_t delay_ms);
+
 // What the pool holds, for statistics (sp_census_take). Bytes are slots' usable bytes (a
 // SuperSlab's header page is not in them); "committed" ones are counted in os.bytes_committed.
 typedef struct {

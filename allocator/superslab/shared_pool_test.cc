@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <fstream>
@@ -560,8 +561,8 @@ TEST_F(SharedPoolDeathTest, ReleasingSomethingThatIsNotASlabIsReported) {
       "not the head of a span");
 }
 
-// The VmFlags line of the mapping that holds `address` (from /proc/self/smaps), "" when none.
-std::string VmFlagsOf(const void *address) {
+// The line starting with `field` of the mapping that holds `address` (/proc/self/smaps), "" when none.
+std::string SmapsLineOf(const void *address, const char *field) {
   std::ifstream smaps("/proc/self/smaps");
   std::string line;
   bool inside = false;
@@ -570,12 +571,15 @@ std::string VmFlagsOf(const void *address) {
     uintptr_t start, end;
     if (sscanf(line.c_str(), "%lx-%lx ", &start, &end) == 2 && line.find(':') > line.find(' ')) {
       inside = start <= target && target < end;
-    } else if (inside && line.rfind("VmFlags:", 0) == 0) {
+    } else if (inside && line.rfind(field, 0) == 0) {
       return line + " ";
     }
   }
   return "";
 }
+
+// The VmFlags line of the mapping that holds `address`, "" when none.
+std::string VmFlagsOf(const void *address) { return SmapsLineOf(address, "VmFlags:"); }
 
 TEST_F(SharedPool, SuperSlabsAskForHugePagesOnceTheHeapIsLargeAndWithdrawOnDecommit) {
   if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) != 0) GTEST_SKIP() << "no THP in this kernel";
@@ -620,6 +624,68 @@ TEST_F(SharedPool, SuperSlabsAskForHugePagesOnceTheHeapIsLargeAndWithdrawOnDecom
   }
   for (ss_superslab *superslab : mapped) EXPECT_EQ(VmFlagsOf(superslab).find(" hg "), std::string::npos);
   for (ss_slab *slab : held) sp_release_slab(slab);
+}
+
+// AnonHugePages (KiB) of the mapping that holds `address`, -1 when not found.
+long AnonHugeKibOf(const void *address) {
+  std::string line = SmapsLineOf(address, "AnonHugePages:");
+  return line.empty() ? -1 : atol(line.c_str() + 14);
+}
+
+TEST_F(SharedPool, SuperSlabsThatStayFullAndResidentAreCollapsedIntoHugePagesOnce) {
+  if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) != 0) GTEST_SKIP() << "no THP in this kernel";
+  LoadConfig({"HAKMEM_OS_HUGEPAGES=0", "HAKMEM_SS_DECOMMIT_DELAY_MS=600000", "HAKMEM_SS_CACHE_TTL_MS=600000"});
+  // Slabs until one SuperSlab has every slot in use; all of its pages written with a pattern.
+  std::vector<ss_slab *> held;
+  ss_superslab *full = nullptr;
+  while (!full) {
+    ss_slab *slab = sp_acquire_slab(1);
+    ASSERT_NE(slab, nullptr);
+    held.push_back(slab);
+    ss_superslab *superslab = ss_slab_superslab(slab);
+    size_t in_it = 0;
+    for (ss_slab *s : held) in_it += ss_slab_superslab(s) == superslab;
+    if (in_it == SS_SLABS_PER_SUPERSLAB) full = superslab;
+  }
+  for (ss_slab *slab : held) {
+    if (ss_slab_superslab(slab) != full) continue;
+    uint64_t *words = (uint64_t *)sp_slab_base(slab);
+    for (size_t i = 0; i < sp_slab_usable_size(slab) / 8; i++) words[i] = (uintptr_t)&words[i] ^ 0x5eed;
+  }
+  // A short delay: the first pass sees it full, a pass after the delay collapses it.
+  Counters counters;
+  EXPECT_EQ(sp_collapse_dense(30), 0u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  size_t collapsed = sp_collapse_dense(30);
+  if (counters(HK_STAT_OS_HUGEPAGE_COLLAPSE_FAILURES) > 0 && collapsed == 0)
+    GTEST_SKIP() << "MADV_COLLAPSE failed here (kernel before 6.1, or no huge page free)";
+  EXPECT_GE(collapsed, 1u);
+  EXPECT_GE(counters(HK_STAT_OS_HUGEPAGE_COLLAPSES), 1u);
+  EXPECT_NE(VmFlagsOf(full).find(" hg "), std::string::npos) << VmFlagsOf(full);
+  EXPECT_GE(AnonHugeKibOf(full), 2048) << "the SuperSlab's mapping holds no huge page";
+  // Once: the next passes leave it alone.
+  EXPECT_EQ(sp_collapse_dense(0), 0u);
+  // The contents survived the copy.
+  for (ss_slab *slab : held) {
+    if (ss_slab_superslab(slab) != full) continue;
+    uint64_t *words = (uint64_t *)sp_slab_base(slab);
+    for (size_t i = 0; i < sp_slab_usable_size(slab) / 8; i++)
+      ASSERT_EQ(words[i], (uintptr_t)&words[i] ^ 0x5eed) << "word " << i << " of slab " << (unsigned)slab->index;
+  }
+  // A decommit inside it withdraws the request, as for a hint given at the mapping.
+  LoadConfig({"HAKMEM_OS_HUGEPAGES=0", "HAKMEM_SS_DECOMMIT_DELAY_MS=0", "HAKMEM_SS_CACHE_TTL_MS=600000"});
+  ss_slab *one = nullptr;
+  for (ss_slab *&slab : held)
+    if (!one && ss_slab_superslab(slab) == full && slab->index != 0) std::swap(one, slab);
+  held.erase(std::remove(held.begin(), held.end(), nullptr), held.end());
+  sp_release_slab(one);
+  sp_trim(0);
+  std::string flags = VmFlagsOf(full);
+  EXPECT_EQ(flags.find(" hg "), std::string::npos) << flags;
+  // A SuperSlab with a slot free is not dense.
+  EXPECT_EQ(sp_collapse_dense(0), 0u);
+  for (ss_slab *slab : held) sp_release_slab(slab);
+  sp_trim(1);
 }
 
 }  // namespace

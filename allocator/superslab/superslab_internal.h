@@ -67,6 +67,9 @@ typedef struct {
   // 1 while the SuperSlab's mapping asks for transparent huge pages. The first decommit in it
   // exchanges it to 0 (relaxed: only one caller must withdraw the request) and withdraws it.
   uint32_t hugepage;
+  // Since when (ms) the background thread has seen every slot in use (0: not seen so); only that
+  // thread reads and writes it (sp_collapse_dense), and the mapping resets it.
+  uint64_t dense_since_ms;
   // When it entered the LRU cache (ms). Written by the pusher before its release push, read by
   // the thread that took it with an acquire pop.
   uint64_t cached_since_ms;

@@ -35,14 +35,15 @@ static __thread tiny_class_state class_states[TINY_CLASS_COUNT] __attribute__((t
 // Maintenance tick state (see tiny.h).
 typedef struct {
   uint32_t slow_calls;  // slow-path calls; the clock is read every 16th
+  uint32_t hook_due;    // the tick ran: the hook runs at the end of this slow path
   uint64_t clock_ms;    // last clock reading
   uint64_t last_maintenance_ms;
 } tiny_maintenance_state;
 
 static __thread tiny_maintenance_state maintenance __attribute__((tls_model("initial-exec")));
-static void (*maintenance_hook)(void);
+static void (*maintenance_hook)(int allocating, int due);
 
-void tiny_set_maintenance_hook(void (*hook)(void)) { __atomic_store_n(&maintenance_hook, hook, __ATOMIC_RELEASE); }
+void tiny_set_maintenance_hook(void (*hook)(int allocating, int due)) { __atomic_store_n(&maintenance_hook, hook, __ATOMIC_RELEASE); }
 
 void tiny_stats_get(tiny_class_stats *out) { se_stats_get(0, TINY_CLASS_COUNT, out); }
 
@@ -102,8 +103,19 @@ static void maintenance_tick(unsigned active_class) {
   // An idle class gives back its bin, its spare slab and an empty current slab.
   for (unsigned c = 0; c < TINY_CLASS_COUNT; c++)
     if (c != active_class && now - class_states[c].last_active_ms >= idle_ms) se_flush_class(c);
-  void (*hook)(void) = __atomic_load_n(&maintenance_hook, __ATOMIC_ACQUIRE);
-  if (hook) hook();
+  maintenance.hook_due = 1;
+}
+
+// The end of a slow path (the block handed out or taken back, the bin consistent): runs the hook
+// after every refill (it may allocate there: it may start a thread, so it cannot run in the middle
+// of a refill, whose bin must stay empty until the engine fills it), and after a free when the tick
+// asked for it.
+static void run_hook(int allocating) {
+  int due = maintenance.hook_due;
+  if (HK_LIKELY(!allocating && !due)) return;
+  maintenance.hook_due = 0;
+  void (*hook)(int, int) = __atomic_load_n(&maintenance_hook, __ATOMIC_ACQUIRE);
+  if (hook) hook(allocating, due);
 }
 
 // ---- Slow paths ---------------------------------------------------------------------------------
@@ -116,7 +128,9 @@ void *tiny_alloc_refill(unsigned class_index) {
   uint32_t want = state->refill_batch ? state->refill_batch : TINY_FIRST_REFILL;
   if (want > bin->capacity / 2) want = bin->capacity / 2;
   state->refill_batch = want * 2;
-  return se_refill(class_index, want);
+  void *block = se_refill(class_index, want);
+  run_hook(1);
+  return block;
 }
 
 // A free into the thread's own slab found the bin full (the engine then puts the block straight
@@ -126,7 +140,10 @@ static void bin_full(unsigned class_index) {
   class_states[class_index].last_active_ms = maintenance.clock_ms;
 }
 
-void tiny_free_slow(void *block, ss_slab *slab) { se_free_slow(block, slab, slab->kind); }
+void tiny_free_slow(void *block, ss_slab *slab) {
+  se_free_slow(block, slab, slab->kind);
+  run_hook(0);
+}
 
 void *tiny_calloc(size_t size) {
   unsigned class_index = tiny_size_to_class(size);

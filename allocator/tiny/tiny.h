@@ -97,12 +97,17 @@ static inline int tiny_owns_slab(const ss_slab *slab) { return slab->kind < TINY
 // pages of the thread's current slab is handed out without a memset; others are cleared.
 void *tiny_calloc(size_t size);
 
-// Memory return without a background thread: every 16th slow-path call of a thread reads the
+// Memory return on the program's own calls: every 16th slow-path call of a thread reads the
 // clock, and at most every TINY_MAINTENANCE_PERIOD_MS the thread flushes its classes idle for
-// HAKMEM_TINY_IDLE_MS (bin, spare slab, empty current slab: se_flush_class), then calls the hook registered here (the front door ages the other
-// layers' caches with it). A program that keeps allocating therefore keeps returning memory.
+// HAKMEM_TINY_IDLE_MS (bin, spare slab, empty current slab: se_flush_class), then, at the end of
+// that slow path (a refill or a free, done), calls the hook registered here with `due` set: the
+// front door ages the other layers' caches with it. The hook also runs at the end of every refill
+// (`allocating` 1, `due` 0 unless the tick ran), where it may allocate (the front door may start its
+// background thread there); never at the end of a free unless due, and then it must not allocate:
+// glibc frees memory while it holds locks that pthread_create takes.
+// A program that keeps allocating therefore keeps returning memory.
 #define TINY_MAINTENANCE_PERIOD_MS 100
-void tiny_set_maintenance_hook(void (*hook)(void));
+void tiny_set_maintenance_hook(void (*hook)(int allocating, int due));
 
 // malloc_trim's part: flushes the calling thread's bins and abandons its slabs (se_thread_flush,
 // every class), then gives back the free pages of sparse tiny slabs (se_trim): abandoned slabs

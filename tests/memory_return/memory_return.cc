@@ -2,7 +2,11 @@
 // the process's footprint returns to within a few MiB of its baseline
 //   --mode=trim   at once after hakmem_malloc_trim(0);
 //   --mode=auto   on its own, within --deadline-ms, while the program keeps making small
-//                 allocations (aging runs on the allocator's slow paths; there is no thread).
+//                 allocations (--keepalive=small or mixed: aging runs on the allocator's slow
+//                 paths too), or makes no allocator call at all (--keepalive=none: only the
+//                 background thread gives memory back; it must have started and counted bytes).
+//   --expect-held with --keepalive=none: the footprint must still hold the burst at the deadline
+//                 (HAKMEM_BACKGROUND_MS=0: without the thread nothing else returns it).
 //
 // Footprint is measured two ways: the OS layer's `bytes_committed` gauge (hakmem_stats_get) in
 // every build, and the resident set (/proc/self/statm) except under ASan/TSan, whose shadow
@@ -27,6 +31,8 @@ namespace {
 
 // With --keepalive=mixed, each batch also allocates and frees one huge block (> 512 KiB).
 bool g_keepalive_huge = false;
+// With --keepalive=none, the program makes no allocator call after the frees.
+bool g_keepalive_none = false;
 
 // What a program does between bursts: short-lived small blocks, tiny and a few mid, allocated in
 // batches and freed. Enough to pass through the allocator's slow paths, where aging runs.
@@ -85,6 +91,7 @@ void AllocateRange(std::mt19937_64 &rng, std::vector<void *> &out, size_t total,
 
 int main(int argc, char **argv) {
   std::string mode = "trim";
+  bool expect_held = false;
   long deadline_ms = 5000;
   double tolerance_mib = 4;
   for (int i = 1; i < argc; i++) {
@@ -93,12 +100,15 @@ int main(int argc, char **argv) {
       mode = arg.substr(7);
     } else if (arg.rfind("--deadline-ms=", 0) == 0) {
       deadline_ms = atol(arg.c_str() + 14);
-    } else if (arg == "--keepalive=small" || arg == "--keepalive=mixed") {
+    } else if (arg == "--keepalive=small" || arg == "--keepalive=mixed" || arg == "--keepalive=none") {
       g_keepalive_huge = arg == "--keepalive=mixed";
+      g_keepalive_none = arg == "--keepalive=none";
+    } else if (arg == "--expect-held") {
+      expect_held = true;
     } else if (arg.rfind("--tolerance-mib=", 0) == 0) {
       tolerance_mib = atof(arg.c_str() + 16);
     } else {
-      fprintf(stderr, "usage: memory_return [--mode=trim|auto] [--deadline-ms=N] [--keepalive=small|mixed] [--tolerance-mib=N]\n");
+      fprintf(stderr, "usage: memory_return [--mode=trim|auto] [--deadline-ms=N] [--keepalive=small|mixed|none] [--expect-held] [--tolerance-mib=N]\n");
       return 2;
     }
   }
@@ -158,16 +168,30 @@ int main(int argc, char **argv) {
     return 0;
   }
 
+  // (The readings use stdio, which allocates from glibc's malloc: this program calls HAKMEM only
+  // through the prefixed API, so --keepalive=none makes no HAKMEM call at all.)
   auto start = std::chrono::steady_clock::now();
   Footprint now = Measure();
   long elapsed_ms = 0;
   while (true) {
-    SmallAllocations(rng);
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (!g_keepalive_none) SmallAllocations(rng);
+    std::this_thread::sleep_for(std::chrono::milliseconds(g_keepalive_none ? 50 : 5));
     elapsed_ms = (long)std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start)
                      .count();
     now = Measure();
     if (returned(now)) break;
+    if (elapsed_ms > deadline_ms && expect_held) {
+      hakmem_stats stats;
+      hakmem_stats_get(&stats);
+      Print("at the deadline", now);
+      if (stats.background_starts != 0) {
+        fprintf(stderr, "memory_return: FAIL: a background thread started with HAKMEM_BACKGROUND_MS=0\n");
+        return 1;
+      }
+      printf("memory_return: PASS (held): no thread, no call, and the burst is still held %ld ms later\n",
+             elapsed_ms);
+      return 0;
+    }
     if (elapsed_ms > deadline_ms) {
       Print("at the deadline", now);
       fprintf(stderr, "memory_return: FAIL: footprint not within %.1f MiB of the baseline %ld ms after the frees\n",
@@ -177,6 +201,20 @@ int main(int argc, char **argv) {
     }
   }
   Print("returned", now);
+  if (expect_held) {
+    fprintf(stderr, "memory_return: FAIL: the footprint returned with no thread and no call (--expect-held)\n");
+    return 1;
+  }
+  if (g_keepalive_none) {
+    hakmem_stats stats;
+    hakmem_stats_get(&stats);
+    printf("memory_return: background threads started %llu, bytes given back by them %.1f MiB\n",
+           (unsigned long long)stats.background_starts, (double)stats.background_bytes_returned / kMiB);
+    if (stats.background_starts != 1 || stats.background_bytes_returned == 0) {
+      fprintf(stderr, "memory_return: FAIL: with no allocator call, the background thread must have given it back\n");
+      return 1;
+    }
+  }
   printf("memory_return: PASS (auto): back within %.1f MiB of the baseline %ld ms after the frees\n", tolerance_mib,
          elapsed_ms);
   return 0;
