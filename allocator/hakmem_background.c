@@ -24,6 +24,7 @@
 #include "allocator/base/stats.h"
 #include "allocator/hakmem_usage.h"
 #include "allocator/midlarge/ace.h"
+#include "allocator/superslab/registry.h"
 #include "allocator/superslab/shared_pool.h"
 
 // The thread's stack: the census (about 10 KiB) and a row buffer, with room for the sanitizers.
@@ -42,14 +43,6 @@ static int timeline_fd = -1;
 static dev_t timeline_device;
 static ino_t timeline_inode;
 static uint64_t timeline_origin_ms;
-
-// A monotonic clock with millisecond precision (the registry's clock is coarse, and the
-// timeline's rows want their own intervals).
-static uint64_t background_clock_ms(void) {
-  struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
-}
 
 int hk_background_running(void) { return __atomic_load_n(&background_state, __ATOMIC_ACQUIRE) == BG_RUNNING; }
 
@@ -76,9 +69,10 @@ static void timeline_write_row(void) {
   hk_usage_take(&usage);
   char buffer[512];
   hk_writer writer = hk_writer_to(timeline_fd, buffer, sizeof buffer);
-  hk_writer_decimal(&writer, background_clock_ms() - timeline_origin_ms);
+  hk_writer_decimal(&writer, ss_clock_ms() - timeline_origin_ms);
   hk_writer_text(&writer, ",");
-  timeline_cell(&writer, hk_status_kib("VmRSS:") << 10, ",");
+  hk_writer_decimal(&writer, hk_status_kib("VmRSS:"));
+  hk_writer_text(&writer, ",");
   timeline_cell(&writer, usage.total.committed, ",");
   timeline_cell(&writer, usage.tiny.in_use, ",");
   timeline_cell(&writer, usage.tiny.cached, ",");
@@ -117,7 +111,7 @@ static void timeline_open(void) {
   timeline_device = created.st_dev;
   timeline_inode = created.st_ino;
   timeline_fd = fd;
-  timeline_origin_ms = background_clock_ms();
+  timeline_origin_ms = ss_clock_ms();
   char buffer[sizeof timeline_header];
   hk_writer writer = hk_writer_to(fd, buffer, sizeof buffer);
   hk_writer_text(&writer, timeline_header);
@@ -127,7 +121,7 @@ static void timeline_open(void) {
 // ---- The thread ---------------------------------------------------------------------------------
 // Sleeps until `deadline_ms` or the stop request.
 static void sleep_until(uint64_t deadline_ms) {
-  uint64_t now = background_clock_ms();
+  uint64_t now = ss_clock_ms();
   if (deadline_ms <= now) return;
   uint64_t wait = deadline_ms - now;
   struct timespec timeout = {(time_t)(wait / 1000u), (long)(wait % 1000u) * 1000000L};
@@ -140,12 +134,12 @@ static void *background_main(void *unused) {
   uint64_t pass_period = (uint64_t)hk_config_int(HK_OPT_BACKGROUND_MS);
   uint64_t row_period = timeline_fd >= 0 ? (uint64_t)hk_config_int(HK_OPT_TIMELINE_MS) : 0;
   if (row_period == 0 && timeline_fd >= 0) row_period = 100;
-  uint64_t now = background_clock_ms();
+  uint64_t now = ss_clock_ms();
   uint64_t next_pass = pass_period ? now + pass_period : UINT64_MAX;
   uint64_t next_row = row_period ? now : UINT64_MAX;
   // Acquire: pairs with the release store of the stop request.
   while (!__atomic_load_n(&stop_requested, __ATOMIC_ACQUIRE)) {
-    now = background_clock_ms();
+    now = ss_clock_ms();
     if (now >= next_row) {
       timeline_write_row();
       next_row += row_period;

@@ -28,7 +28,6 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/file.h>
-#include <time.h>
 #include <unistd.h>
 #include <unwind.h>
 
@@ -39,6 +38,7 @@
 #include "allocator/base/stats.h"
 #include "allocator/midlarge/ace.h"
 #include "allocator/os/os.h"
+#include "allocator/superslab/registry.h"
 #include "allocator/tiny/tiny.h"
 
 hk_profile_gate_t hk_profile_gate = {TINY_MAX_SIZE, ACE_HUGE_THRESHOLD};
@@ -214,12 +214,6 @@ static uint64_t sampler_next_random(hk_profile_sampler *s) {
   x ^= x << 17;
   s->random = x;
   return x * UINT64_C(0x2545f4914f6cdd1d);
-}
-
-static uint64_t clock_ms(void) {
-  struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
 }
 
 // ---- Stack capture ----------------------------------------------------------------------------
@@ -531,7 +525,7 @@ PROFILE_INLINE void *sample_block(size_t size, int zero) {
   }
   int write_due = 0;
   if (recorded && profile_interval_ms) {
-    uint64_t now = clock_ms();
+    uint64_t now = ss_clock_ms();
     if (now >= table.next_write_ms) {
       table.next_write_ms = now + profile_interval_ms;
       write_due = 1;
@@ -555,7 +549,7 @@ PROFILE_INLINE void *sample_alloc(hk_profile_sampler *s, size_t size, int zero) 
   if (!s->ready) {
     // A thread's first crossing: its countdown started at 0, not at a drawn gap. Draw one now.
     s->ready = 1;
-    s->random = mix64(profile_seed ^ (uintptr_t)s ^ clock_ms()) | 1;
+    s->random = mix64(profile_seed ^ (uintptr_t)s ^ ss_clock_ms()) | 1;
     s->bytes_left = hk_profile_gap(sampler_next_random(s), profile_rate);
     s->busy--;
     return NULL;
@@ -701,7 +695,7 @@ void hk_profile_setup(void) {
   profile_rate = (uint64_t)rate;
   int64_t interval = hk_config_int(HK_OPT_PROFILE_INTERVAL_MS);
   profile_interval_ms = interval > 0 ? (uint64_t)interval : 0;
-  table.next_write_ms = clock_ms() + profile_interval_ms;
+  table.next_write_ms = ss_clock_ms() + profile_interval_ms;
   const unsigned char *random_bytes = (const unsigned char *)getauxval(AT_RANDOM);
   uint64_t seed = (uintptr_t)&profile_seed;
   if (random_bytes) {

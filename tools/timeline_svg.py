@@ -11,6 +11,7 @@ Standard library only.
 """
 import argparse
 import csv
+import html
 import sys
 
 COLUMNS = ["ms", "rss_kib", "committed_kib", "tiny_in_use_kib", "tiny_cached_kib", "mid_in_use_kib",
@@ -98,7 +99,7 @@ def draw(rows, title):
     out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" '
            'font-size="12">' % (width, height),
            '<rect width="100%" height="100%" fill="white"/>',
-           '<text x="%d" y="22" font-size="15">%s</text>' % (left, escape(title))]
+           '<text x="%d" y="22" font-size="15">%s</text>' % (left, html.escape(title))]
     # Axes and grid.
     step = nice_step(top_mib)
     value = 0.0
@@ -145,7 +146,7 @@ def draw(rows, title):
     for i, (label, colour, _) in enumerate(reversed(LAYERS)):
         yy = ly + 20 + i * 18
         out.append('<rect x="%d" y="%d" width="18" height="11" fill="%s"/>' % (lx, yy - 6, colour))
-        out.append('<text x="%d" y="%d">%s</text>' % (lx + 24, yy + 4, escape(label)))
+        out.append('<text x="%d" y="%d">%s</text>' % (lx + 24, yy + 4, html.escape(label)))
     yy = ly + 20 + len(LAYERS) * 18 + 14
     for i, (kind, colour) in enumerate(PHASE_COLOURS.items()):
         out.append('<rect x="%d" y="%d" width="18" height="11" fill="%s"/>' % (lx, yy + i * 18 - 6, colour))
@@ -159,10 +160,6 @@ def draw(rows, title):
         yy += 16
     out.append("</svg>")
     return "\n".join(out) + "\n"
-
-
-def escape(text):
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def main(argv):
