@@ -14,11 +14,11 @@
 #include "allocator/superslab/registry.h"
 
 // Kind ranges as the block layers assign them (allocator/tiny/tiny.h: kinds 0..19 are the tiny
-// classes; allocator/midlarge/ace.h: ACE_KIND_BASE = 20, 36 classes). Not included from those
+// classes; allocator/midlarge/ace.h: ACE_KIND_BASE = 20, 48 classes). Not included from those
 // layers: the report must serve both the default and the hardened variants of them.
 #define CRASH_TINY_KINDS 20u
 #define CRASH_ACE_KIND_BASE 20u
-#define CRASH_ACE_KINDS 36u
+#define CRASH_ACE_KINDS 48u
 // Most free-list nodes examined per list: bounds the handler's time on a corrupt list.
 #define CRASH_LIST_WALK_LIMIT 4096u
 

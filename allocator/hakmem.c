@@ -14,6 +14,7 @@
 #include "allocator/base/stats.h"
 #include "allocator/crash_report.h"
 #include "allocator/hakmem_background.h"
+#include "allocator/hakmem_fork.h"
 #include "allocator/hakmem_inline.h"
 #include "allocator/hakmem_profile.h"
 #include "allocator/os/os.h"
@@ -196,10 +197,19 @@ void hakmem_stats_get(hakmem_stats *out) {
 static __thread volatile unsigned fork_depth __attribute__((tls_model("initial-exec")));
 static __thread volatile int fork_locked __attribute__((tls_model("initial-exec")));
 
+// hk_fork_assume_threads (tests): take the locks even while glibc's flag says one thread.
+static volatile int fork_assume_threads;
+
+void hk_fork_assume_threads(int on) { fork_assume_threads = on; }
+
 static void before_fork(void) {
-  if (fork_depth++ > 0) return;
+  if (fork_depth++ > 0) {
+    hk_stat_add(HK_STAT_FORK_UNLOCKED, 1);
+    return;
+  }
   hk_background_before_fork();
-  fork_locked = !__libc_single_threaded && hk_locks_held == 0;
+  fork_locked = (fork_assume_threads || !__libc_single_threaded) && hk_locks_held == 0;
+  hk_stat_add(fork_locked ? HK_STAT_FORK_LOCKED : HK_STAT_FORK_UNLOCKED, 1);
   if (!fork_locked) return;
   se_prefork();
   ace_prefork();

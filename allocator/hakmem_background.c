@@ -22,12 +22,14 @@
 #include "allocator/base/config.h"
 #include "allocator/base/report.h"
 #include "allocator/base/stats.h"
+#include "allocator/hakmem_census.h"
 #include "allocator/hakmem_usage.h"
 #include "allocator/midlarge/ace.h"
 #include "allocator/superslab/registry.h"
 #include "allocator/superslab/shared_pool.h"
 
-// The thread's stack: the census (about 10 KiB) and a row buffer, with room for the sanitizers.
+// The thread's stack: the usage census (about 10 KiB), a compaction census (about 4 KiB) and a row
+// buffer, with room for the sanitizers.
 #define BACKGROUND_STACK_BYTES ((size_t)256 << 10)
 
 // IDLE -> STARTING (the starter's CAS) -> RUNNING (thread created) -> STOPPING -> STOPPED.
@@ -37,12 +39,21 @@ static int background_state;
 // The futex the thread sleeps on: 0 while it should run, 1 once asked to stop.
 static uint32_t stop_requested;
 static pthread_t background_thread;
-// The timeline: its file (written by the thread only; a descriptor of 100 or more, away from the
-// numbers a program reuses), the file's identity, its clock origin.
-static int timeline_fd = -1;
-static dev_t timeline_device;
-static ino_t timeline_inode;
+// A report file of the thread (the timeline, the census): written by the thread only, through a
+// descriptor of 100 or more (away from the numbers a program reuses), checked against the file's
+// identity before each write.
+typedef struct {
+  int fd;
+  dev_t device;
+  ino_t inode;
+} report_file;
+
+static report_file timeline = {-1, 0, 0};
 static uint64_t timeline_origin_ms;
+// The compaction census (HAKMEM_CENSUS): the one taken at the largest RSS so far, and how many.
+static report_file census_file = {-1, 0, 0};
+static hk_census census_largest;
+static uint64_t census_taken;
 
 int hk_background_running(void) { return __atomic_load_n(&background_state, __ATOMIC_ACQUIRE) == BG_RUNNING; }
 
@@ -56,19 +67,79 @@ static void timeline_cell(hk_writer *writer, uint64_t bytes, const char *end) {
   hk_writer_text(writer, end);
 }
 
-// True while timeline_fd still names the file we created: a program that closes every descriptor
-// (a daemon) and opens its own files could get the number back, and a row must never land in them.
-static int timeline_still_ours(void) {
+// True while `file` still names the file we created: a program that closes every descriptor (a
+// daemon) and opens its own files could get the number back, and a row must never land in them.
+static int report_file_still_ours(const report_file *file) {
   struct stat now;
-  return fstat(timeline_fd, &now) == 0 && now.st_dev == timeline_device && now.st_ino == timeline_inode;
+  return file->fd >= 0 && fstat(file->fd, &now) == 0 && now.st_dev == file->device && now.st_ino == file->inode;
+}
+
+// The path `option` names with each "%p" replaced by the process id, in `out` (empty when the option
+// is off or the path does not fit). Returns 1 when the path had a "%p".
+static int report_file_path(hk_option_id option, char *out, size_t capacity) {
+  const char *path = hk_config_string(option);
+  out[0] = '\0';
+  if (path[0] == '\0' || (path[0] == '0' && path[1] == '\0')) return 0;
+  char pid[24];
+  hk_report_format_decimal(pid, (uint64_t)getpid());
+  size_t length = 0;
+  int has_pid = 0;
+  for (const char *c = path; *c; c++) {
+    const char *piece = c[0] == '%' && c[1] == 'p' ? pid : NULL;
+    size_t piece_length = piece ? strlen(piece) : 1;
+    if (length + piece_length >= capacity) {
+      out[0] = '\0';
+      return 0;
+    }
+    memcpy(out + length, piece ? piece : c, piece_length);
+    length += piece_length;
+    if (piece) c++, has_pid = 1;
+  }
+  out[length] = '\0';
+  return has_pid;
+}
+
+// Opens the file that `option` names for this process, or leaves `file` closed. O_EXCL: the first
+// process of a command writes it, and the programs it starts (which inherit the environment) leave
+// it alone, unless the path has "%p" (the process id): then every process writes its own, and a
+// program that a process execs (the same id: `sh -c CMD` execs CMD) truncates what the image before
+// it wrote.
+static void report_file_open(report_file *file, hk_option_id option, const char *complaint) {
+  char path[HK_CONFIG_STRING_MAX + 32];
+  int per_process = report_file_path(option, path, sizeof path);
+  if (path[0] == '\0') return;
+  int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (per_process ? O_TRUNC : O_EXCL), 0644);
+  if (fd < 0) {
+    if (errno != EEXIST) hk_report_warning2(path, complaint);
+    return;
+  }
+  int high = fcntl(fd, F_DUPFD_CLOEXEC, 100);
+  if (high >= 0) {
+    close(fd);
+    fd = high;
+  }
+  struct stat created;
+  if (fstat(fd, &created) != 0) {
+    close(fd);
+    return;
+  }
+  file->device = created.st_dev;
+  file->inode = created.st_ino;
+  file->fd = fd;
+}
+
+static void report_file_close(report_file *file) {
+  if (file->fd < 0) return;
+  if (report_file_still_ours(file)) close(file->fd);  // else the number is the program's now
+  file->fd = -1;
 }
 
 static void timeline_write_row(void) {
-  if (!timeline_still_ours()) return;
+  if (!report_file_still_ours(&timeline)) return;
   hk_usage usage;
   hk_usage_take(&usage);
   char buffer[512];
-  hk_writer writer = hk_writer_to(timeline_fd, buffer, sizeof buffer);
+  hk_writer writer = hk_writer_to(timeline.fd, buffer, sizeof buffer);
   hk_writer_decimal(&writer, ss_clock_ms() - timeline_origin_ms);
   hk_writer_text(&writer, ",");
   hk_writer_decimal(&writer, hk_status_kib("VmRSS:"));
@@ -88,34 +159,32 @@ static void timeline_write_row(void) {
   hk_stat_add(HK_STAT_BG_TIMELINE_ROWS, 1);
 }
 
-// Opens HAKMEM_TIMELINE's file for this process. O_EXCL: the first process of a command writes
-// it, and the programs it starts (which inherit the environment) leave it alone.
 static void timeline_open(void) {
-  const char *path = hk_config_string(HK_OPT_TIMELINE);
-  if (path[0] == '\0' || (path[0] == '0' && path[1] == '\0')) return;
-  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    if (errno != EEXIST) hk_report_warning2(path, ": HAKMEM_TIMELINE file cannot be created");
-    return;
-  }
-  int high = fcntl(fd, F_DUPFD_CLOEXEC, 100);
-  if (high >= 0) {
-    close(fd);
-    fd = high;
-  }
-  struct stat created;
-  if (fstat(fd, &created) != 0) {
-    close(fd);
-    return;
-  }
-  timeline_device = created.st_dev;
-  timeline_inode = created.st_ino;
-  timeline_fd = fd;
+  report_file_open(&timeline, HK_OPT_TIMELINE, ": HAKMEM_TIMELINE file cannot be created");
+  if (timeline.fd < 0) return;
   timeline_origin_ms = ss_clock_ms();
   char buffer[sizeof timeline_header];
-  hk_writer writer = hk_writer_to(fd, buffer, sizeof buffer);
+  hk_writer writer = hk_writer_to(timeline.fd, buffer, sizeof buffer);
   hk_writer_text(&writer, timeline_header);
   hk_writer_flush(&writer);
+}
+
+// ---- The census ---------------------------------------------------------------------------------
+// Takes a census when the process's RSS has grown by a sixteenth since the largest one, so that the
+// one kept is near the peak RSS (a look every HAKMEM_TIMELINE_MS), and rewrites the file with the
+// largest at once: a program that ends with _exit (a shell) still leaves one.
+static void census_consider(void) {
+  uint64_t rss_kib = hk_status_kib("VmRSS:");
+  if (census_taken && rss_kib <= census_largest.rss_kib + census_largest.rss_kib / 16) return;
+  hk_census census;
+  if (hk_census_take(&census) != 0) return;
+  census_taken++;
+  if (census_taken > 1 && census.rss_kib < census_largest.rss_kib) return;
+  census_largest = census;
+  if (!report_file_still_ours(&census_file) || lseek(census_file.fd, 0, SEEK_SET) != 0 ||
+      ftruncate(census_file.fd, 0) != 0)
+    return;
+  hk_census_write(census_file.fd, &census_largest, census_taken);
 }
 
 // ---- The thread ---------------------------------------------------------------------------------
@@ -132,8 +201,9 @@ static void sleep_until(uint64_t deadline_ms) {
 static void *background_main(void *unused) {
   (void)unused;
   uint64_t pass_period = (uint64_t)hk_config_int(HK_OPT_BACKGROUND_MS);
-  uint64_t row_period = timeline_fd >= 0 ? (uint64_t)hk_config_int(HK_OPT_TIMELINE_MS) : 0;
-  if (row_period == 0 && timeline_fd >= 0) row_period = 100;
+  int sampling = timeline.fd >= 0 || census_file.fd >= 0;
+  uint64_t row_period = sampling ? (uint64_t)hk_config_int(HK_OPT_TIMELINE_MS) : 0;
+  if (row_period == 0 && sampling) row_period = 100;
   uint64_t now = ss_clock_ms();
   uint64_t next_pass = pass_period ? now + pass_period : UINT64_MAX;
   uint64_t next_row = row_period ? now : UINT64_MAX;
@@ -141,7 +211,8 @@ static void *background_main(void *unused) {
   while (!__atomic_load_n(&stop_requested, __ATOMIC_ACQUIRE)) {
     now = ss_clock_ms();
     if (now >= next_row) {
-      timeline_write_row();
+      if (timeline.fd >= 0) timeline_write_row();
+      if (census_file.fd >= 0) census_consider();
       next_row += row_period;
       if (next_row <= now) next_row = now + row_period;  // fell behind (a slow census): skip rows
     }
@@ -159,7 +230,8 @@ static void *background_main(void *unused) {
     }
     sleep_until(next_row < next_pass ? next_row : next_pass);
   }
-  if (timeline_fd >= 0) timeline_write_row();  // the last moment, at exit
+  if (timeline.fd >= 0) timeline_write_row();  // the last moment, at exit
+  if (census_file.fd >= 0) census_consider();
   return NULL;
 }
 
@@ -200,7 +272,8 @@ void hk_background_consider(void) {
 void hk_background_setup(void) {
   atexit(hk_background_stop);
   timeline_open();
-  if (timeline_fd >= 0 && try_claim_start()) background_start();
+  report_file_open(&census_file, HK_OPT_CENSUS, ": HAKMEM_CENSUS file cannot be created");
+  if ((timeline.fd >= 0 || census_file.fd >= 0) && try_claim_start()) background_start();
 }
 
 void hk_background_stop(void) {
@@ -218,10 +291,8 @@ void hk_background_stop(void) {
     __atomic_store_n(&stop_requested, 1, __ATOMIC_RELEASE);
     syscall(SYS_futex, &stop_requested, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
     pthread_join(background_thread, NULL);
-    if (timeline_fd >= 0) {
-      if (timeline_still_ours()) close(timeline_fd);  // else the number is the program's now
-      timeline_fd = -1;
-    }
+    report_file_close(&timeline);
+    report_file_close(&census_file);
     __atomic_store_n(&background_state, BG_STOPPED, __ATOMIC_RELEASE);
     return;
   }
@@ -233,10 +304,11 @@ static int forked_from_threads;
 void hk_background_before_fork(void) { forked_from_threads = !__libc_single_threaded; }
 
 void hk_background_after_fork_child(void) {
-  // The child is single-threaded: plain resets. Its copy of the timeline's descriptor shares the
-  // parent's file offset; the parent's thread writes it, not the child.
-  if (timeline_fd >= 0 && timeline_still_ours()) close(timeline_fd);
-  timeline_fd = -1;
+  // The child is single-threaded: plain resets. Its copies of the report files' descriptors share
+  // the parent's file offsets; the parent's thread writes them, not the child.
+  report_file_close(&timeline);
+  report_file_close(&census_file);
+  census_taken = 0;
   stop_requested = 0;
   // The child of a multi-threaded process (ours counts, when it runs) may call only
   // async-signal-safe functions until it execs (pthread_create is not one; ThreadSanitizer refuses

@@ -1,12 +1,14 @@
 // The background thread: gives back memory that has been idle past the delays while the program
 // makes no allocator call (a server between requests, a tool waiting for input), collapses full
-// SuperSlabs into huge pages when asked (HAKMEM_HUGEPAGE_COLLAPSE_MS), and writes the memory
-// timeline (HAKMEM_TIMELINE). One thread per process at most, started lazily:
+// SuperSlabs into huge pages when asked (HAKMEM_HUGEPAGE_COLLAPSE_MS), writes the memory timeline
+// (HAKMEM_TIMELINE) and takes the compaction census (HAKMEM_CENSUS, hakmem_census.h). One thread
+// per process at most, started lazily:
 //   - for memory: at an allocation once HK_BACKGROUND_START_BYTES are committed (the end of a tiny
 //     refill, a huge allocation), so a program that stays small never has one. Never from a free:
 //     glibc frees memory while it holds its stack-cache lock (a thread's exit), which
 //     pthread_create takes again (a free that started the thread there hung larson_t16);
-//   - for the timeline: at start-up, when HAKMEM_TIMELINE names a file.
+//   - for the timeline and the census: at start-up, when HAKMEM_TIMELINE or HAKMEM_CENSUS names a
+//     file.
 // It runs the same aging pass as the maintenance tick (sp_trim(0), ace_trim(0)) every
 // HAKMEM_BACKGROUND_MS; it owns no slab and no bin, so it never touches a thread's cache.
 // Stopped and joined at exit; a forked child has none (hk_background_after_fork_child).
@@ -30,7 +32,7 @@ extern "C" {
 void hk_background_consider(void);
 
 // Process set-up (the library's constructor): registers the exit-time stop and starts the thread
-// at once when HAKMEM_TIMELINE names a file.
+// at once when HAKMEM_TIMELINE or HAKMEM_CENSUS names a file.
 void hk_background_setup(void);
 
 // Stops the thread and waits for it (exit; tests). Idempotent. The thread does not start again.

@@ -131,8 +131,9 @@ HK_ALWAYS_INLINE void *hk_realloc_inline(void *block, size_t new_size) {
       if (!tiny_is_block_start(block, slab)) hk_invalid_pointer("realloc", block);
       if (HK_UNLIKELY(hk_block_is_marked_free(block))) hk_freed_block("realloc", block);
       old_usable = tiny_usable_size(slab);
-      // Same class: nothing to do. (A shrink to a smaller class moves, to give the space back.)
-      if (new_size <= TINY_MAX_SIZE && tiny_size_to_class(new_size) == slab->kind) return block;
+      // In place while it uses more than half the block (or when the smallest class would hold it
+      // anyway); a deeper shrink moves to a smaller class to give the space back.
+      if (se_resize_in_place(new_size, old_usable) || (new_size <= old_usable && slab->kind == 0)) return block;
     } else if (ace_owns_slab(slab)) {
       if (!ace_is_block_start_in_slot(block, slab)) hk_invalid_pointer("realloc", block);
       if (HK_UNLIKELY(hk_block_is_marked_free(block))) hk_freed_block("realloc", block);

@@ -164,13 +164,26 @@ __thread hk_profile_sampler hk_profile_thread;
 
 // The lock is held with every signal blocked: a handler that frees a sampled block (or asks the
 // table anything) must not interrupt its own thread's holder and wait for it forever. Two
-// sigprocmask calls per hold, next to a sample's unwinding (~12,000 instructions): cheap.
-static __thread sigset_t held_signal_mask __attribute__((tls_model("initial-exec")));
+// sigprocmask calls per hold, next to a sample's unwinding (~12,000 instructions): cheap. The mask
+// to restore keeps the kernel's 64 signals only: a whole sigset_t is 128 bytes of every thread's TLS,
+// and TLS is what a new thread pays for (docs/compaction.md, "Thread-local storage").
+static __thread uint64_t held_signal_mask __attribute__((tls_model("initial-exec")));
+_Static_assert(_NSIG - 1 <= 64, "the kernel's signals fit a 64-bit mask");
+
+static void hold_signal_mask(const sigset_t *mask) { memcpy(&held_signal_mask, mask, sizeof held_signal_mask); }
+
+static void restore_signal_mask(void) {
+  sigset_t mask;
+  sigemptyset(&mask);
+  memcpy(&mask, &held_signal_mask, sizeof held_signal_mask);
+  pthread_sigmask(SIG_SETMASK, &mask, NULL);
+}
 
 static void table_lock(void) {
-  sigset_t all;
+  sigset_t all, old;
   sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &held_signal_mask);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  hold_signal_mask(&old);
   hk_profile_thread.busy++;
   hk_spin_lock(&table.lock);
 }
@@ -184,7 +197,7 @@ static int table_trylock(void) {
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return 0;
   }
-  held_signal_mask = old;
+  hold_signal_mask(&old);
   hk_profile_thread.busy++;
   return 1;
 }
@@ -192,7 +205,7 @@ static int table_trylock(void) {
 static void table_unlock(void) {
   hk_spin_unlock(&table.lock);
   hk_profile_thread.busy--;
-  pthread_sigmask(SIG_SETMASK, &held_signal_mask, NULL);
+  restore_signal_mask();
 }
 
 // The capture skips the frames in this section (HK_PROFILE_FRAME); the linker defines its bounds.

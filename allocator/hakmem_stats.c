@@ -20,7 +20,7 @@
 
 // ---- The census ---------------------------------------------------------------------------------
 _Static_assert(TINY_CLASS_COUNT == ACE_KIND_BASE && ACE_KIND_BASE + ACE_CLASS_COUNT <= SE_CLASS_MAX,
-               "tiny classes, then ACE's, are engine classes 0 .. 55");
+               "tiny classes, then ACE's, are engine classes 0 .. 67");
 
 static uint64_t class_block_size(unsigned c) {
   return c < TINY_CLASS_COUNT ? tiny_class_size[c] : ace_class_size(c - ACE_KIND_BASE);

@@ -329,6 +329,34 @@ TEST(Realloc, BlocksGrownPastTheArenaMinimumMoveToTheArena) {
   hakmem_free(small);
 }
 
+// A class block resized within its size keeps its place while the new size uses more than half of
+// it (se_resize_in_place), in both fronts; a deeper shrink moves it to a smaller class, and a
+// buffer that crosses a class boundary back and forth by a few bytes moves only once.
+TEST(Realloc, ClassBlocksStayInPlaceWhileMoreThanHalfIsUsed) {
+  struct Case {
+    size_t first, grown_in_class, shrunk_in_place, shrunk_past_half;
+  };
+  // 100 B: the 112 B class (half: 56); 3,000 B: ACE's 3,072 B class (half: 1,536).
+  for (Case c : {Case{100, 112, 57, 56}, Case{3000, 3072, 1537, 1536}}) {
+    void *block = hakmem_malloc(c.first);
+    ASSERT_NE(block, nullptr);
+    Fill(block, c.first, 9);
+    EXPECT_EQ(hakmem_realloc(block, c.grown_in_class), block) << c.first;
+    EXPECT_EQ(hakmem_realloc(block, c.shrunk_in_place), block) << c.first << " -> " << c.shrunk_in_place;
+    EXPECT_EQ(hakmem_realloc(block, c.grown_in_class), block) << "and back: no move";
+    void *moved = hakmem_realloc(block, c.shrunk_past_half);
+    ASSERT_NE(moved, nullptr);
+    EXPECT_NE(moved, block) << c.first << " -> " << c.shrunk_past_half << ": a smaller class";
+    EXPECT_LT(hakmem_malloc_usable_size(moved), c.grown_in_class);
+    ASSERT_TRUE(Holds(moved, c.shrunk_past_half, 9));
+    hakmem_free(moved);
+  }
+  // The smallest class holds anything down to 1 B in place.
+  void *smallest = hakmem_malloc(16);
+  EXPECT_EQ(hakmem_realloc(smallest, 1), smallest);
+  hakmem_free(smallest);
+}
+
 TEST(Stats, WritesJsonWithTheCounters) {
   void *block = hakmem_malloc(2 << 20);
   hakmem_free(block);

@@ -14,7 +14,7 @@
 #include "allocator/slab_engine/slab_engine.h"
 #include "allocator/superslab/shared_pool.h"
 
-// One engine class (tiny 0 .. 19, ACE's 20 .. 55): its slabs in use.
+// One engine class (tiny 0 .. 19, ACE's 20 .. 67): its slabs in use.
 typedef struct {
   uint64_t block_size;       // 0 when the class holds no slab
   uint64_t slabs;            // slabs (or spans) held

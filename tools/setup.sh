@@ -19,6 +19,7 @@ PACKAGES=(
   sqlite3                # real-program workload
   gcc                    # real-program workload (and the default toolchain)
   g++                    # C++ tests
+  binutils               # readelf: tests/tls_budget_test.sh (gcc depends on it; named for the test)
   git                    # tests/git_test.sh: a real program under the preload
   perl                   # tests/perl_test.sh: a real program under the preload
   libpython3.11-testsuite # CPython's own unit tests, run under the preload (tests/python_test.sh)

@@ -49,7 +49,10 @@
     "PATH: the background thread writes a CSV row of RSS and memory by layer to PATH every "       \
     "HAKMEM_TIMELINE_MS (tools/hakmem run --timeline); 0 is off")                                  \
   X(TIMELINE_MS, "HAKMEM_TIMELINE_MS", INT, "100",                                                \
-    "interval (ms) between two rows of the memory timeline")                                        \
+    "interval (ms) between two rows of the memory timeline (and between two looks of the census)")  \
+  X(CENSUS, "HAKMEM_CENSUS", STRING, "0",                                                         \
+    "PATH: the background thread takes a compaction census (free pages in slabs, what meshing "    \
+    "would give back) whenever RSS has grown by 1/16, and keeps the largest in PATH (%p: the pid)") \
   X(CRASH_REPORT, "HAKMEM_CRASH_REPORT", INT, "0",                                                \
     "1 writes a report naming the HAKMEM slab and block of the address on SIGSEGV/SIGBUS/SIGABRT") \
   X(PROFILE, "HAKMEM_PROFILE", STRING, "0",                                                       \

@@ -80,6 +80,9 @@
   X(BG_PASSES, "bg.passes", "aging passes run by the background thread")                   \
   X(BG_BYTES_RETURNED, "bg.bytes_returned", "bytes its passes decommitted or unmapped")     \
   X(BG_TIMELINE_ROWS, "bg.timeline_rows", "rows written to the memory timeline (HAKMEM_TIMELINE)") \
+  /* fork() (allocator/hakmem.c's fork handlers). */                                        \
+  X(FORK_LOCKED, "fork.locked", "forks whose handlers took every allocator lock (a process that has had threads)") \
+  X(FORK_UNLOCKED, "fork.unlocked", "forks that took none: one thread, a fork inside a fork or inside a locked section") \
   /* The heap profiler (allocator/hakmem_profile.c, HAKMEM_PROFILE). */                       \
   X(PROFILE_SAMPLES, "profile.samples", "allocations the heap profiler sampled")             \
   X(PROFILE_LIVE_BYTES, "profile.live_bytes", "requested bytes of the sampled blocks live now (gauge)") \

@@ -11,10 +11,10 @@
 
 // The rounded-up reciprocal of each class size.
 #define R(c) (UINT64_MAX / ACE_CLASS_SIZE(c) + 1)
-#define R4(c) R(c), R(c + 1), R(c + 2), R(c + 3)
-const uint64_t ace_class_reciprocal[ACE_CLASS_COUNT] = {R4(0), R4(4), R4(8), R4(12), R4(16), R4(20), R4(24), R4(28), R4(32)};
-_Static_assert(ACE_CLASS_COUNT == 36, "one R4 per four classes");
-#undef R4
+#define R8(c) R(c), R(c + 1), R(c + 2), R(c + 3), R(c + 4), R(c + 5), R(c + 6), R(c + 7)
+const uint64_t ace_class_reciprocal[ACE_CLASS_COUNT] = {R8(0), R8(8), R8(16), R8(24), R8(32), R8(40)};
+_Static_assert(ACE_CLASS_COUNT == 48, "one R8 per eight classes");
+#undef R8
 #undef R
 
 // A bin pop for a given class (ace_alloc computes the class from the size).
@@ -63,9 +63,7 @@ void *ace_alloc_growable(size_t size) {
 void *ace_resize(void *block, ss_slab *slab, size_t new_size) {
   if (!slab) return ace_huge_resize(block, new_size);
   size_t size = ss_slab_head(slab)->block_size;
-  // In place while it fits and wastes at most half the block; beyond that a smaller class
-  // (or tiny) keeps memory better and the copy is cheap.
-  if (new_size <= size && new_size > size / 2) return block;
+  if (se_resize_in_place(new_size, size)) return block;
   return NULL;
 }
 

@@ -34,20 +34,23 @@ static void compute_classes(void) {
   for (unsigned c = 0; c < ACE_CLASS_COUNT; c++) {
     size_t size = ace_class_size(c);
     uint32_t target = target_blocks(size);
-    // The fewest slots giving `target` blocks with tail waste <= 1/32 of the slab; failing
-    // that (never, for these classes: tested), the least tail waste with >= 1 block.
-    uint32_t best = 0, best_waste = UINT32_MAX;
+    // The fewest slots giving `target` blocks with tail waste <= 1/32 of the slab; failing that
+    // (never, for these classes: tested), the least tail waste (as a share of the slab) with `target`
+    // blocks.
+    uint32_t best = 0;
+    size_t best_waste = 0, best_usable = 1;
     for (uint32_t n = 1; n <= ACE_MAX_SPAN_SLOTS; n++) {
       size_t usable = (size_t)n << SS_SLAB_SIZE_LOG2;
       size_t blocks = usable / size;
-      if (blocks == 0) continue;
-      uint32_t waste = (uint32_t)(usable - blocks * size);
-      if (blocks >= target && waste <= usable / 32) {
+      if (blocks < target) continue;
+      size_t waste = usable - blocks * size;
+      if (waste <= usable / 32) {
         best = n;
         break;
       }
-      if (waste < best_waste) best = n, best_waste = waste;
+      if (best == 0 || waste * best_usable < best_waste * usable) best = n, best_waste = waste, best_usable = usable;
     }
+    if (best == 0) best = ACE_MAX_SPAN_SLOTS;  // unreachable: 16 slots hold 1 MiB / size >= target
     ace_class_info *info = &ace_classes[c];
     info->block_size = (uint32_t)size;
     info->slots = best;

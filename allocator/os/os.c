@@ -177,6 +177,14 @@ int hk_os_hugepage_withdraw(void *address, size_t size) {
 #endif
 }
 
+int hk_os_resident_map(void *address, size_t size, unsigned char *out) {
+  size_t page = hk_os_page_size();
+  size_t pages = hk_align_up(size, page) / page;
+  if (pages && mincore(address, pages * page, out) != 0) return -1;
+  for (size_t i = 0; i < pages; i++) out[i] &= 1;  // the other bits are reserved
+  return 0;
+}
+
 long hk_os_resident_pages(void *address, size_t size) {
   size_t page = hk_os_page_size();
   size_t pages = hk_align_up(size, page) / page;
@@ -184,8 +192,8 @@ long hk_os_resident_pages(void *address, size_t size) {
   long resident = 0;
   for (size_t done = 0; done < pages;) {
     size_t chunk = pages - done < sizeof vector ? pages - done : sizeof vector;
-    if (mincore((char *)address + done * page, chunk * page, vector) != 0) return -1;
-    for (size_t i = 0; i < chunk; i++) resident += vector[i] & 1;
+    if (hk_os_resident_map((char *)address + done * page, chunk * page, vector) != 0) return -1;
+    for (size_t i = 0; i < chunk; i++) resident += vector[i];
     done += chunk;
   }
   return resident;

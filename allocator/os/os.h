@@ -71,6 +71,10 @@ int hk_os_hugepage_withdraw(void *address, size_t size);
 // Pages of [address, address + size) (page-aligned) resident now (mincore), or -1 with errno.
 long hk_os_resident_pages(void *address, size_t size);
 
+// Which pages of [address, address + size) (page-aligned) are resident now: out[i] is 1 or 0 for
+// the i-th page (one byte per page, the caller's buffer). 0, or -1 with errno (mincore's).
+int hk_os_resident_map(void *address, size_t size, unsigned char *out);
+
 // Turns the resident range into transparent huge pages now (MADV_HUGEPAGE, then MADV_COLLAPSE,
 // Linux 6.1+: the kernel copies the small pages into huge ones; pages not resident are filled
 // with zeros). Synchronous and costly (a 2 MiB copy each): for a background thread. On failure

@@ -113,6 +113,26 @@ TEST(Os, DecommitDropsResidentPages) {
   }
 }
 
+// The residency map names exactly the pages written, and agrees with the count.
+TEST(Os, ResidentMapNamesThePagesWritten) {
+  const size_t pages = 8, page = hk_os_page_size();
+  char *p = static_cast<char *>(hk_os_reserve_aligned(pages * page, 0, 0));
+  ASSERT_NE(p, nullptr);
+  p[0] = 1;
+  p[2 * page + 17] = 1;
+  p[7 * page] = 1;
+  unsigned char map[pages];
+  memset(map, 9, sizeof map);
+  ASSERT_EQ(hk_os_resident_map(p, pages * page, map), 0);
+  const unsigned char expected[pages] = {1, 0, 1, 0, 0, 0, 0, 1};
+  EXPECT_EQ(memcmp(map, expected, pages), 0);
+  EXPECT_EQ(hk_os_resident_pages(p, pages * page), 3);
+  errno = 0;
+  EXPECT_EQ(hk_os_resident_map(p + 1, page, map), -1) << "not page-aligned";
+  EXPECT_EQ(errno, EINVAL);
+  ASSERT_EQ(hk_os_release(p, pages * page), 0);
+}
+
 TEST(Os, MadviseFreeKeepsRangeUsable) {
   const size_t size = 16 * 4096;
   char *p = static_cast<char *>(hk_os_reserve_aligned(size, 0, 0));

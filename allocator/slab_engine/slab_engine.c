@@ -57,19 +57,23 @@ void se_stats_get(unsigned first, unsigned count, se_class_stats *out) {
 
 // ---- Per-thread slow-path state -----------------------------------------------------------------
 // Kept out of se_thread so the fast paths' TLS block stays small.
+// Slabs as 32-bit references (ss_slab_ref; 0: none): every byte here is in every thread's TLS, which a
+// new thread pays for (docs/compaction.md, "Thread-local storage").
 typedef struct {
-  ss_slab *current;    // the slab refills take blocks from; on no list
+  uint32_t current;    // the slab refills take blocks from; on no list
+  uint32_t spare;      // one emptied one-slot slab kept (on no list) for the next refill that would
+                       // take a slab from the pool
   ss_slab_list owned;  // the thread's other slabs of this class
-  ss_slab *spare;      // one emptied one-slot slab kept (on no list) for the next refill that would
-                       // take a slab from the pool; NULL when none
 } se_class_state;
+
+static inline ss_slab *state_slab(uint32_t ref) { return ref ? ss_slab_from_ref(ref) : NULL; }
 
 static __thread se_class_state class_states[SE_CLASS_MAX] __attribute__((tls_model("initial-exec")));
 static __thread const se_front *started_fronts[SE_MAX_FRONTS] __attribute__((tls_model("initial-exec")));
 // Bit c: the thread took a slab of class c since its last flush. Only those classes can hold
 // blocks in the bin or slabs, so a thread flush (every thread's exit) visits only them.
-static __thread uint64_t used_classes __attribute__((tls_model("initial-exec")));
-_Static_assert(SE_CLASS_MAX <= 64, "used_classes has a bit per class");
+#define USED_CLASS_WORDS ((SE_CLASS_MAX + 63) / 64)
+static __thread uint64_t used_classes[USED_CLASS_WORDS] __attribute__((tls_model("initial-exec")));
 
 // ---- Abandoned slabs ----------------------------------------------------------------------------
 // One list per class under a small spin lock. Only thread exit, refills that found no block in
@@ -341,7 +345,7 @@ void *se_refill(unsigned c, uint32_t want) {
   se_class_state *state = &class_states[c];
   uint32_t adopted = 0;
   for (;;) {
-    ss_slab *head = state->current;
+    ss_slab *head = state_slab(state->current);
     if (head) {
       uint32_t got = take_blocks(c, head, bin, want);
       if (got) {
@@ -357,12 +361,12 @@ void *se_refill(unsigned c, uint32_t want) {
       }
       // Every block of this slab is out: park it; remote frees or flushes will refill it.
       ss_slab_list_push_back(&state->owned, head);
-      state->current = NULL;
+      state->current = 0;
     }
     head = find_owned_with_free_blocks(state);
     if (!head && state->spare) {
-      head = state->spare;
-      state->spare = NULL;
+      head = state_slab(state->spare);
+      state->spare = 0;
       SE_COUNT(c, spare_reuses, 1);
     }
     if (!head && adopted < ADOPT_LIMIT && (head = adopt_abandoned(c)) != NULL) adopted++;
@@ -373,8 +377,8 @@ void *se_refill(unsigned c, uint32_t want) {
         return NULL;
       }
     }
-    state->current = head;
-    used_classes |= (uint64_t)1 << c;
+    state->current = ss_slab_ref(head);
+    used_classes[c / 64] |= (uint64_t)1 << (c % 64);
   }
 }
 
@@ -395,7 +399,7 @@ static inline void restart_empty_slab(ss_slab *head) {
 static size_t retire_empty_slab(unsigned c, se_class_state *state, ss_slab *head) {
   if (!state->spare && classes[c].slots == 1 && !head->trimmed_pages) {
     restart_empty_slab(head);
-    state->spare = head;
+    state->spare = ss_slab_ref(head);
     return 0;
   }
   return release_slab(c, head);
@@ -403,9 +407,9 @@ static size_t retire_empty_slab(unsigned c, se_class_state *state, ss_slab *head
 
 // Gives the class's spare slab, if any, back to the pool. Returns the bytes released.
 static size_t release_spare(unsigned c, se_class_state *state) {
-  ss_slab *spare = state->spare;
+  ss_slab *spare = state_slab(state->spare);
   if (!spare) return 0;
-  state->spare = NULL;
+  state->spare = 0;
   return release_slab(c, spare);
 }
 
@@ -417,7 +421,7 @@ static inline __attribute__((always_inline)) size_t return_block(unsigned c, se_
   hk_link_set(block, head->free_list);
   head->free_list = block;
   head->used--;
-  if (head == state->current) {
+  if (ss_slab_ref(head) == state->current) {
     if (head->used == 0 && !head->trimmed_pages) restart_empty_slab(head);
     return 0;
   }
@@ -463,21 +467,21 @@ size_t se_flush_class(unsigned c) {
   se_class_state *state = &class_states[c];
   size_t released = se_flush_bin(c, se_thread.bins[c].count);
   released += release_spare(c, state);
-  ss_slab *current = state->current;
+  ss_slab *current = state_slab(state->current);
   if (current) {
     collect_remote(c, current);
     if (current->used == 0) {
-      state->current = NULL;
+      state->current = 0;
       released += release_slab(c, current);
     }
   }
   return released;
 }
 
-int se_has_current_slab(unsigned c) { return class_states[c].current != NULL; }
+int se_has_current_slab(unsigned c) { return class_states[c].current != 0; }
 
 void *se_take_zeroed(unsigned c) {
-  ss_slab *head = class_states[c].current;
+  ss_slab *head = state_slab(class_states[c].current);
   if (!head || !head->zeroed) return NULL;
   uint32_t size = head->block_size;
   if (head->carve + size > head->capacity * size) return NULL;
@@ -644,26 +648,31 @@ static void abandon_or_release(unsigned c, ss_slab *head) {
   abandoned_unlock(c);
 }
 
+// A thread flush's part for class c: the bin back to its slabs, every slab given up.
+static void give_up_class(unsigned c) {
+  se_bin *bin = &se_thread.bins[c];
+  if (bin->count) se_flush_bin(c, bin->count);
+  se_class_state *state = &class_states[c];
+  release_spare(c, state);
+  if (state->current) {
+    abandon_or_release(c, state_slab(state->current));
+    state->current = 0;
+  }
+  while (state->owned.head) {
+    ss_slab *head = ss_slab_from_ref(state->owned.head);
+    ss_slab_list_unlink(&state->owned, head);
+    abandon_or_release(c, head);
+  }
+}
+
 void se_thread_flush(void) {
   remote_batches_push_all();
   if (se_thread.owner_id == 0) return;
-  for (uint64_t classes_left = used_classes; classes_left; classes_left &= classes_left - 1) {
-    unsigned c = (unsigned)__builtin_ctzll(classes_left);
-    se_bin *bin = &se_thread.bins[c];
-    if (bin->count) se_flush_bin(c, bin->count);
-    se_class_state *state = &class_states[c];
-    release_spare(c, state);
-    if (state->current) {
-      abandon_or_release(c, state->current);
-      state->current = NULL;
-    }
-    while (state->owned.head) {
-      ss_slab *head = ss_slab_from_ref(state->owned.head);
-      ss_slab_list_unlink(&state->owned, head);
-      abandon_or_release(c, head);
-    }
+  for (unsigned word = 0; word < USED_CLASS_WORDS; word++) {
+    for (uint64_t classes_left = used_classes[word]; classes_left; classes_left &= classes_left - 1)
+      give_up_class(word * 64 + (unsigned)__builtin_ctzll(classes_left));
   }
-  used_classes = 0;
+  memset(used_classes, 0, sizeof used_classes);
   // Every bin is empty now; capacity 0 sends the frees from now on to the slow path until a front
   // starts again.
   memset(se_thread.bins, 0, sizeof(se_thread.bins));
@@ -687,7 +696,7 @@ size_t se_trim(unsigned first, unsigned count) {
   for (unsigned c = first; c < first + count; c++) {
     se_class_state *state = &class_states[c];
     release_spare(c, state);
-    if (state->current) pages += trim_slab(c, state->current);
+    if (state->current) pages += trim_slab(c, state_slab(state->current));
     for (uint32_t ref = state->owned.head; ref; ref = ss_slab_list_next(ss_slab_from_ref(ref)))
       pages += trim_slab(c, ss_slab_from_ref(ref));
     if (!__atomic_load_n(&abandoned[c].list.count, __ATOMIC_RELAXED)) continue;

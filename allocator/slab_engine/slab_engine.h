@@ -1,7 +1,7 @@
 // The size-class slab engine: the one mechanism behind every class of blocks carved from slabs,
 // shared by the tiny front (1 B .. 1 KiB) and ACE's mid classes (1 KiB .. 512 KiB).
 //
-// A class is an index 0 .. SE_CLASS_MAX - 1 (tiny's classes are 0 .. 19, ACE's 20 .. 55; a
+// A class is an index 0 .. SE_CLASS_MAX - 1 (tiny's classes are 0 .. 19, ACE's 20 .. 67; a
 // single-slot class's slabs carry it as their pool kind). A front defines each of its classes
 // once (se_class_define: block size, slots per slab, the front's word for the slab's user_tag)
 // and keeps its own policy: size-to-class tables, how many blocks a refill asks for, how big a
@@ -200,6 +200,15 @@ static inline int se_free_fast(void *block, ss_slab *head, unsigned class_index,
     }
   }
   return 0;
+}
+
+// realloc's rule for a block of a size class: it stays where it is while `new_size` fits in its
+// `block_size` and uses more than half of it (glibc shrinks in place too; mimalloc keeps a block
+// down to half). Below half, a smaller class holds the data with less waste and the copy is short.
+// A block that crosses a class boundary back and forth (a buffer that grows and shrinks by a few
+// bytes) then moves once, not at every step.
+static inline int se_resize_in_place(size_t new_size, size_t block_size) {
+  return new_size <= block_size && new_size > block_size / 2;
 }
 
 // ---- Slow paths ---------------------------------------------------------------------------------

@@ -562,47 +562,82 @@ size_t sp_collapse_dense(uint64_t delay_ms) {
 // Usable bytes of slot `index` (slot 0 holds the header page).
 static uint64_t slot_bytes(unsigned index) { return SS_SLAB_SIZE - (index == 0 ? SS_HEADER_SIZE : 0); }
 
-void sp_census_take(sp_census *out, sp_census_visit visit, void *arg) {
-  *out = (sp_census){0};
-  // No SuperSlab is unmapped while the trim lock is held, so every header the directory names
-  // stays readable during the walk.
+// Calls fn(entry, superslab, arg) for every SuperSlab mapped. No SuperSlab is unmapped while the
+// trim lock is held, so every header the directory names stays readable during the walk.
+static void sp_for_each_superslab(void (*fn)(ss_dir_entry *entry, ss_superslab *superslab, void *arg), void *arg) {
   ss_cache_hold_trims();
   uint32_t high = __atomic_load_n(&ss_directory_high_water, __ATOMIC_ACQUIRE);
   for (uint32_t id = 0; id < high; id++) {
     ss_dir_entry *entry = ss_dir(id);
     ss_superslab *superslab = __atomic_load_n(&entry->superslab, __ATOMIC_ACQUIRE);
-    if (!superslab) continue;
-    out->superslabs++;
-    int cached = 1;
-    for (unsigned i = 0; i < SS_SLABS_PER_SUPERSLAB; i++) {
-      uint32_t word = __atomic_load_n(&entry->slot_word[i], __ATOMIC_ACQUIRE);
-      uint64_t bytes = slot_bytes(i), committed = (word & SS_SLOT_COMMITTED) ? bytes : 0;
-      switch (ss_slot_state(word)) {
-        case SS_SLOT_ACTIVE: {
-          cached = 0;
-          out->slots_in_use++;
-          // A span's later slots are the head's: the head is visited once for the whole span.
-          ss_slab *slab = &superslab->slabs[i];
-          // Only with a visitor: a census of the slot states alone (the background thread's start
-          // check) then reads no field a concurrent acquisition is writing.
-          if (visit && __atomic_load_n(&slab->span_head, __ATOMIC_RELAXED) == i) visit(slab, arg);
-          break;
-        }
-        case SS_SLOT_CACHED:
-          out->cached_bytes += bytes;
-          out->cached_committed_bytes += committed;
-          break;
-        default:  // FREE, or BUSY for the moment a decommit takes
-          cached = 0;
-          out->slots_free++;
-          out->free_bytes += bytes;
-          out->free_committed_bytes += committed;
-          break;
-      }
-    }
-    out->cached_superslabs += (uint64_t)cached;
+    if (superslab) fn(entry, superslab, arg);
   }
   ss_cache_release_trims();
+}
+
+typedef struct {
+  sp_census *out;
+  sp_census_visit visit;
+  void *arg;
+} census_walk;
+
+static void census_superslab(ss_dir_entry *entry, ss_superslab *superslab, void *argument) {
+  census_walk *walk = argument;
+  sp_census *out = walk->out;
+  out->superslabs++;
+  int cached = 1;
+  for (unsigned i = 0; i < SS_SLABS_PER_SUPERSLAB; i++) {
+    uint32_t word = __atomic_load_n(&entry->slot_word[i], __ATOMIC_ACQUIRE);
+    uint64_t bytes = slot_bytes(i), committed = (word & SS_SLOT_COMMITTED) ? bytes : 0;
+    switch (ss_slot_state(word)) {
+      case SS_SLOT_ACTIVE: {
+        cached = 0;
+        out->slots_in_use++;
+        // A span's later slots are the head's: the head is visited once for the whole span.
+        ss_slab *slab = &superslab->slabs[i];
+        // Only with a visitor: a census of the slot states alone (the background thread's start
+        // check) then reads no field a concurrent acquisition is writing.
+        if (walk->visit && __atomic_load_n(&slab->span_head, __ATOMIC_RELAXED) == i) walk->visit(slab, walk->arg);
+        break;
+      }
+      case SS_SLOT_CACHED:
+        out->cached_bytes += bytes;
+        out->cached_committed_bytes += committed;
+        break;
+      default:  // FREE, or BUSY for the moment a decommit takes
+        cached = 0;
+        out->slots_free++;
+        out->free_bytes += bytes;
+        out->free_committed_bytes += committed;
+        break;
+    }
+  }
+  out->cached_superslabs += (uint64_t)cached;
+}
+
+void sp_census_take(sp_census *out, sp_census_visit visit, void *arg) {
+  *out = (sp_census){0};
+  census_walk walk = {out, visit, arg};
+  sp_for_each_superslab(census_superslab, &walk);
+}
+
+static void resident_free_slots(ss_dir_entry *entry, ss_superslab *superslab, void *argument) {
+  uint64_t *bytes = argument;
+  for (unsigned i = 0; i < SS_SLABS_PER_SUPERSLAB; i++) {
+    uint32_t word = __atomic_load_n(&entry->slot_word[i], __ATOMIC_ACQUIRE);
+    if (ss_slot_state(word) == SS_SLOT_ACTIVE || !(word & SS_SLOT_COMMITTED)) continue;
+    char *start;
+    size_t size;
+    ss_slot_range(superslab, i, &start, &size);
+    long resident = hk_os_resident_pages(start, size);
+    if (resident > 0) *bytes += (uint64_t)resident * hk_os_page_size();
+  }
+}
+
+uint64_t sp_free_resident_bytes(void) {
+  uint64_t bytes = 0;
+  sp_for_each_superslab(resident_free_slots, &bytes);
+  return bytes;
 }
 
 // ---- fork ---------------------------------------------------------------------------------

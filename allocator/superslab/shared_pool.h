@@ -28,7 +28,7 @@ extern "C" {
 #endif
 
 // Kinds are small integers chosen by the block layers: 0 .. SP_MAX_KINDS - 1.
-#define SP_MAX_KINDS 64u
+#define SP_MAX_KINDS 72u
 // Most slots in one span. Spans never use slot 0 (60 KiB after the header), so a span of n
 // slots always has n x 64 KiB usable: 31 x 64 KiB = 1984 KiB at most.
 #define SP_MAX_SPAN_SLABS (SS_SLABS_PER_SUPERSLAB - 1)
@@ -94,6 +94,10 @@ typedef void (*sp_census_visit)(const ss_slab *head, void *arg);
 // every slab or span head in use. Holds the SuperSlab cache's trim lock throughout, so that no
 // SuperSlab is unmapped under the walk: `visit` must not call into the pool or allocate.
 void sp_census_take(sp_census *out, sp_census_visit visit, void *arg);
+
+// Resident bytes of the slots not in use (free slots of SuperSlabs in service and slots of cached
+// SuperSlabs) that are not decommitted: one mincore per slot, for a census, not a hot path.
+uint64_t sp_free_resident_bytes(void);
 
 // fork(): take the mapping lock (and the cache-trim flag) before, release them after, in the
 // parent; reset them in the child. The front door registers these with pthread_atfork.

@@ -161,6 +161,22 @@ TEST_F(SharedPool, CensusVisitsHeadsInUseAndCountsFreeAndCachedSlots) {
   EXPECT_EQ(census.free_bytes, 0u);
 }
 
+// Free slots count as resident only for the pages that were touched: a fresh SuperSlab's free
+// slots are committed but never faulted in.
+TEST_F(SharedPool, FreeResidentBytesCountOnlyTouchedPagesOfSlotsNotInUse) {
+  ss_slab *keep = sp_acquire_slab(0);  // keeps the SuperSlab in service
+  ss_slab *slab = sp_acquire_slab(1);
+  ASSERT_NE(keep, nullptr);
+  ASSERT_NE(slab, nullptr);
+  EXPECT_EQ(sp_free_resident_bytes(), 0u) << "the other slots were never touched";
+  char *base = static_cast<char *>(ss_slab_base(slab));
+  for (int page = 0; page < 3; page++) base[page * 4096] = 1;
+  EXPECT_EQ(sp_free_resident_bytes(), 0u) << "a slot in use is not free";
+  sp_release_slab(slab);
+  EXPECT_EQ(sp_free_resident_bytes(), 3u * 4096);
+  sp_release_slab(keep);
+}
+
 TEST_F(SharedPool, ReleasedSlabIsReusedAtOnceByItsKindThenByAnyKind) {
   ss_slab *keep = sp_acquire_slab(0);  // keeps the SuperSlab live
   ss_slab *slab = sp_acquire_slab(1);

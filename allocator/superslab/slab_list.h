@@ -20,7 +20,7 @@ extern "C" {
 
 typedef struct {
   uint32_t head, tail;  // slab references, 0 when empty
-  uint64_t count;       // written by the list's owner or lock holder; read relaxed as a hint
+  uint32_t count;       // written by the list's owner or lock holder; read relaxed as a hint
 } ss_slab_list;
 
 // The 32-bit reference of a slab, and back.

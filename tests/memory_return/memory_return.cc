@@ -93,7 +93,10 @@ int main(int argc, char **argv) {
   std::string mode = "trim";
   bool expect_held = false;
   long deadline_ms = 5000;
-  double tolerance_mib = 4;
+  // What stays: the keep-alive batches' own working set (a partly used slab for each of the ~45
+  // classes they touch: 1-8 KiB has eight mid classes per doubling since 2026-12-07, four before,
+  // when this was 4 MiB; measured 4.4 MiB committed then), the directory and the registry's pages.
+  double tolerance_mib = 5;
   for (int i = 1; i < argc; i++) {
     std::string arg = argv[i];
     if (arg.rfind("--mode=", 0) == 0) {
