@@ -357,6 +357,45 @@ TEST(Realloc, ClassBlocksStayInPlaceWhileMoreThanHalfIsUsed) {
   hakmem_free(smallest);
 }
 
+// A class block that must move to grow gets a quarter more room than it had (so a block grown a
+// few bytes at a time moves a logarithmic number of times); one that grows by a quarter or more at
+// once gets the class of what it asked for; a tiny request stays tiny.
+TEST(Realloc, GrowingMovesTakeAQuarterMoreRoom) {
+  struct Case {
+    size_t first, grown;
+  };
+  // 200 B (224 B class) to 230 B: at least 280 B; 3,000 B (3,072 B class) to 3,100 B: at least
+  // 3,840 B; 20,000 B (20,480 B class) to 20,500: at least 25,600 B.
+  for (Case c : {Case{200, 230}, Case{3000, 3100}, Case{20000, 20500}}) {
+    void *block = hakmem_malloc(c.first);
+    ASSERT_NE(block, nullptr);
+    size_t old_usable = hakmem_malloc_usable_size(block);
+    ASSERT_LT(old_usable, c.grown) << "the case must move";
+    Fill(block, c.first, 5);
+    void *moved = hakmem_realloc(block, c.grown);
+    ASSERT_NE(moved, nullptr);
+    EXPECT_NE(moved, block);
+    EXPECT_GE(hakmem_malloc_usable_size(moved), old_usable + old_usable / 4) << c.first << " -> " << c.grown;
+    EXPECT_TRUE(Holds(moved, c.first, 5));
+    // The room is used in place: growing into it moves nothing.
+    EXPECT_EQ(hakmem_realloc(moved, old_usable + old_usable / 4), moved);
+    hakmem_free(moved);
+  }
+  // A growth of a quarter or more at once: the class of the request, no more.
+  void *block = hakmem_malloc(100);
+  void *doubled = hakmem_realloc(block, 400);
+  ASSERT_NE(doubled, nullptr);
+  EXPECT_EQ(hakmem_malloc_usable_size(doubled), 448u) << "the 448 B class of 400 B";
+  hakmem_free(doubled);
+  // Near the top of the tiny range the room stops at 1 KiB: the block stays tiny.
+  void *tiny = hakmem_malloc(800);  // the 896 B class; a quarter more would be 1,120 B
+  ASSERT_EQ(hakmem_malloc_usable_size(tiny), 896u);
+  void *grown = hakmem_realloc(tiny, 900);
+  ASSERT_NE(grown, nullptr);
+  EXPECT_EQ(hakmem_malloc_usable_size(grown), 1024u);
+  hakmem_free(grown);
+}
+
 TEST(Stats, WritesJsonWithTheCounters) {
   void *block = hakmem_malloc(2 << 20);
   hakmem_free(block);
