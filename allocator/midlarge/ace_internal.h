@@ -27,7 +27,7 @@ void ace_classes_init(void);
 
 // Per-thread, per-class adaptive state (the engine keeps the slabs).
 typedef struct {
-  uint32_t events;         // misses + overflows in the current epoch
+  uint32_t events;         // misses + overflows in the current epoch; bit 31: growth refused (ace_adaptive.c)
   uint32_t quiet_epochs;   // consecutive epochs without a miss or an overflow
   uint64_t last_active_ms; // last time an epoch tick (or trim) saw the class used
   uint64_t hits_seen;      // ace_bin_hits at that time (hits are the fast path's activity mark)

@@ -404,6 +404,23 @@ TEST(AceAdaptive, BudgetBoundsGrowth) {
   se_thread_flush();
 }
 
+// A class the budget refused does not ask again before its epoch ends: the budget gains room only
+// when classes shrink or go idle at epoch ends, or threads exit.
+TEST(AceAdaptive, ARefusedClassAsksAgainOnlyInTheNextEpoch) {
+  ScopedConfig config({"HAKMEM_ACE_CACHE_BUDGET=1", "HAKMEM_ACE_EPOCH_MS=600000"});
+  se_thread_flush();
+  uint64_t denied = ClassTotal(&ace_class_stats::budget_denied);
+  std::vector<void *> blocks;
+  for (int round = 0; round < 20; round++) {
+    for (int i = 0; i < 50; i++) blocks.push_back(ace_alloc(9000));
+    for (void *b : blocks) Free(b);
+    blocks.clear();
+  }
+  // Hundreds of misses and overflows, one refusal.
+  EXPECT_EQ(ClassTotal(&ace_class_stats::budget_denied), denied + 1);
+  se_thread_flush();
+}
+
 TEST(AceAdaptive, RssReturnsAfterABurst) {
   ScopedConfig config({"HAKMEM_SS_DECOMMIT_DELAY_MS=20", "HAKMEM_ACE_IDLE_MS=20", "HAKMEM_ACE_EPOCH_MS=10"});
   se_thread_flush();
