@@ -40,12 +40,6 @@ typedef struct {
   uint64_t skipped;
 } census_walk;
 
-// The free mark, read with a relaxed load: the block belongs to a running thread.
-static int census_marked_free(const char *block) {
-  uintptr_t word = __atomic_load_n(&((const uintptr_t *)block)[1], __ATOMIC_RELAXED);
-  return word == (hk_freelist_secret ^ (uintptr_t)block);
-}
-
 static void census_set_granules(census_page *page, uint32_t from, uint32_t to) {
   for (uint32_t granule = from; granule < to; granule++) page->live[granule / 64] |= (uint64_t)1 << (granule % 64);
 }
@@ -79,7 +73,7 @@ static void census_visit(const ss_slab *head, void *argument) {
     for (uint32_t start = first * size; start < page_end; start += size) {
       // A block that begins on an earlier page that is no longer resident was given back: free.
       uint32_t start_page = start / CENSUS_PAGE;
-      if (!resident[start_page] || census_marked_free(base + start)) continue;
+      if (!resident[start_page] || hk_block_is_marked_free_relaxed(base + start)) continue;
       uint32_t from = start > page_start ? start : page_start;
       uint32_t to = start + size < page_end ? start + size : page_end;
       census_set_granules(page, (from - page_start) / CENSUS_GRANULE, (to - page_start + CENSUS_GRANULE - 1) / CENSUS_GRANULE);

@@ -64,7 +64,7 @@ int hk_census_take(hk_census *out);
 
 // Writes `census` to `fd` as text: a line of totals, then one line per block size (key=value
 // fields; sizes in KiB). `taken` is how many censuses the run had taken when it wrote this one (the
-// one with the most committed bytes so far).
+// one taken at the largest RSS so far).
 void hk_census_write(int fd, const hk_census *census, uint64_t taken);
 
 #ifdef __cplusplus

@@ -48,13 +48,22 @@ static inline void *hk_link_get(const void *block) {
 // True when `next`, a decoded link, cannot be a block (NULL, the end of a list, is valid).
 static inline int hk_link_is_invalid(const void *next) { return ((uintptr_t)next & HK_LINK_INVALID_BITS) != 0; }
 
+// The free mark of `block`: the value its second word holds while it is free.
+static inline uintptr_t hk_block_free_mark(const void *block) { return hk_freelist_secret ^ (uintptr_t)block; }
+
 // True when `block` carries the free mark (it is free already).
 static inline int hk_block_is_marked_free(const void *block) {
-  return ((const uintptr_t *)block)[1] == (hk_freelist_secret ^ (uintptr_t)block);
+  return ((const uintptr_t *)block)[1] == hk_block_free_mark(block);
+}
+
+// The same, for a reader that does not own the block (a census of running threads' slabs): one
+// relaxed load, as the owner may be writing the word.
+static inline int hk_block_is_marked_free_relaxed(const void *block) {
+  return __atomic_load_n(&((const uintptr_t *)block)[1], __ATOMIC_RELAXED) == hk_block_free_mark(block);
 }
 
 // Marks `block` free (sets the mark).
-static inline void hk_block_mark_free(void *block) { ((uintptr_t *)block)[1] = hk_freelist_secret ^ (uintptr_t)block; }
+static inline void hk_block_mark_free(void *block) { ((uintptr_t *)block)[1] = hk_block_free_mark(block); }
 
 // Marks `block` allocated (clears the mark).
 static inline void hk_block_mark_used(void *block) { ((uintptr_t *)block)[1] = 0; }
