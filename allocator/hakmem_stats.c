@@ -446,7 +446,7 @@ static void writer_counter(hk_writer *writer, int json, int *first, const char *
 static const char *const tiny_stat_names[] = {
     "refills", "blocks_refilled", "flushes", "blocks_flushed", "remote_frees", "remote_collected",
     "slabs_acquired", "slabs_released", "slabs_abandoned", "slabs_adopted", "abandoned_lock_takes",
-    "pages_parked", "pages_unparked", "refill_splices", "spare_reuses",
+    "pages_parked", "pages_unparked", "refill_splices", "spare_reuses", "burst_flushes",
 };
 
 static const char *const ace_stat_names[] = {

@@ -220,7 +220,7 @@ static inline int ace_owns_slab(const ss_slab *slab) { return ace_owns_head(ss_s
 static inline void ace_free(void *block, ss_slab *head, const char *call) {
   uint64_t word = head->user_tag;
   unsigned c = ace_head_class(word);
-  if (__builtin_expect(se_free_fast(block, head, ACE_KIND_BASE + c, ace_is_block_start(block, head, word, c), call), 1))
+  if (__builtin_expect(se_free_fast(block, head, ACE_KIND_BASE + c, ace_is_block_start(block, head, word, c), call, 0), 1))
     return;
   ace_free_slow(block, head);
 }

@@ -463,6 +463,14 @@ size_t se_flush_bin(unsigned c, uint32_t count) {
   return classes[c].slots > 1 ? flush_blocks(c, count, 1) : flush_blocks(c, count, 0);
 }
 
+size_t se_flush_burst(unsigned c) {
+  se_bin *bin = &se_thread.bins[c];
+  SE_COUNT(c, burst_flushes, 1);
+  size_t released = se_flush_bin(c, bin->count);
+  bin->capacity = 0;
+  return released;
+}
+
 size_t se_flush_class(unsigned c) {
   se_class_state *state = &class_states[c];
   size_t released = se_flush_bin(c, se_thread.bins[c].count);

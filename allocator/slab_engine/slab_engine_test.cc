@@ -80,7 +80,7 @@ void Free(void *block) {
   ASSERT_NE(head, nullptr) << block;
   ASSERT_NE(head->user_tag, 0u) << "a block of a released slab " << block;
   unsigned c = static_cast<unsigned>(head->user_tag - 1);
-  if (se_free_fast(block, head, c, IsBlockStart(block, head), "free")) return;
+  if (se_free_fast(block, head, c, IsBlockStart(block, head), "free", 0)) return;
   se_free_slow(block, head, c);
 }
 
@@ -137,13 +137,21 @@ TEST(SlabEngine, RefillCarvesInAddressOrderAndBlocksNeverOverlap) {
 
 // Frees past a full bin go straight back to their slabs (no flush); a slab (not the current one)
 // whose last block comes back goes to the pool at once, and a thread flush releases the rest.
-TEST(SlabEngine, FreesPastAFullBinReturnToSlabsAndReleaseEmptySlabs) {
+// From a flushed thread, 600 blocks of kSmall: ten slabs of 61..65 blocks. `start` gets the
+// counters before, `before` after the allocations.
+std::vector<void *> AllocTenSlabs(se_class_stats *start, se_class_stats *before) {
   se_thread_flush();
-  se_class_stats start = Totals(kSmall);
+  *start = Totals(kSmall);
   std::vector<void *> blocks;
-  for (int i = 0; i < 600; i++) blocks.push_back(Alloc(kSmall));  // ten slabs of 61..65 blocks
-  se_class_stats before = Totals(kSmall);
-  EXPECT_GE(before.slabs_acquired - start.slabs_acquired, 9u);
+  for (int i = 0; i < 600; i++) blocks.push_back(Alloc(kSmall));
+  *before = Totals(kSmall);
+  EXPECT_GE(before->slabs_acquired - start->slabs_acquired, 9u);
+  return blocks;
+}
+
+TEST(SlabEngine, FreesPastAFullBinReturnToSlabsAndReleaseEmptySlabs) {
+  se_class_stats start, before;
+  std::vector<void *> blocks = AllocTenSlabs(&start, &before);
   uint64_t full_calls_before = bin_full_calls.load();
   for (void *block : blocks) Free(block);
   se_class_stats after = Totals(kSmall);
@@ -155,6 +163,37 @@ TEST(SlabEngine, FreesPastAFullBinReturnToSlabsAndReleaseEmptySlabs) {
   EXPECT_EQ(Totals(kSmall).slabs_released - start.slabs_released, before.slabs_acquired - start.slabs_acquired)
       << "every slab of the class went back";
   EXPECT_EQ(se_abandoned_count(kSmall), 0u);
+}
+
+// A front that hears of a bin filled by a burst of frees gives it back (se_flush_burst): the bin's
+// blocks go to their slabs, the bin takes no frees until the front opens it again, so the rest of
+// the burst goes to the slabs too and every slab the burst empties restarts its carve.
+TEST(SlabEngine, ABurstFlushGivesTheBinBackAndClosesItToFrees) {
+  se_class_stats start, before;
+  std::vector<void *> blocks = AllocTenSlabs(&start, &before);
+  se_bin *bin = &se_thread.bins[kSmall];
+  size_t next = 0;
+  while (bin->count < kBinCapacity) Free(blocks[next++]);  // the last refill's leftovers and these
+  se_flush_burst(kSmall);
+  se_class_stats flushed = Totals(kSmall);
+  EXPECT_EQ(flushed.burst_flushes - before.burst_flushes, 1u);
+  EXPECT_EQ(flushed.blocks_flushed - before.blocks_flushed, uint64_t{kBinCapacity});
+  EXPECT_EQ(bin->count, 0u);
+  EXPECT_EQ(bin->capacity, 0u) << "closed to frees";
+  for (; next < blocks.size(); next++) Free(blocks[next]);
+  EXPECT_EQ(bin->count, 0u) << "the rest of the burst went to the slabs";
+  se_class_stats after = Totals(kSmall);
+  // Every slab emptied: the current one stays, one is the spare, the others went to the pool.
+  EXPECT_EQ(after.slabs_released - before.slabs_released, before.slabs_acquired - start.slabs_acquired - 2);
+  bin->capacity = kBinCapacity;  // the front opens it again at its next refill
+  void *a = Alloc(kSmall);
+  void *b = Alloc(kSmall);
+  EXPECT_EQ(static_cast<char *>(b) - static_cast<char *>(a), 1008) << "the emptied slab is carved again";
+  Free(a);
+  Free(b);
+  se_thread_flush();
+  se_class_stats end = Totals(kSmall);
+  EXPECT_EQ(end.slabs_released - start.slabs_released, end.slabs_acquired - start.slabs_acquired);
 }
 
 // A slab other than the current one emptied by frees is kept as the class's spare (one per

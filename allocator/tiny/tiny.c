@@ -121,7 +121,13 @@ static void run_hook(int allocating) {
 // ---- Slow paths ---------------------------------------------------------------------------------
 void *tiny_alloc_refill(unsigned class_index) {
   se_bin *bin = tiny_bin_of(class_index);
-  if (HK_UNLIKELY(bin->capacity == 0)) se_front_start(&tiny_front);
+  uint32_t capacity = bin_capacity(class_index);
+  if (HK_UNLIKELY(bin->capacity != capacity)) {
+    // Not started on the thread (0), closed by a burst of frees (0) or on probation for one (twice
+    // the capacity; bin_full): allocations drained it, so it is back to its own capacity.
+    if (bin->capacity == 0) se_front_start(&tiny_front);
+    bin->capacity = capacity;
+  }
   tiny_class_state *state = &class_states[class_index];
   maintenance_tick(class_index);
   state->last_active_ms = maintenance.clock_ms;
@@ -135,9 +141,22 @@ void *tiny_alloc_refill(unsigned class_index) {
 
 // A free into the thread's own slab found the bin full (the engine then puts the block straight
 // on its slab): a slow-path call, so the class is active and the maintenance clock may tick.
+// Exactly full means frees filled it (a bin over capacity was filled by a refill's splice: left
+// alone). Most such fills are followed by allocations, not more frees (gcc: three in four, none),
+// so the bin first takes a second capacity's worth on probation. Frees that fill that too are a
+// burst: the bin goes back to its slabs and takes no frees until the next refill
+// (se_flush_burst), so the burst empties whole slabs, which restart in address order.
 static void bin_full(unsigned class_index) {
   maintenance_tick(class_index);
   class_states[class_index].last_active_ms = maintenance.clock_ms;
+  se_bin *bin = tiny_bin_of(class_index);
+  if (bin->capacity == 0 || bin->count != bin->capacity) return;
+  uint32_t capacity = bin_capacity(class_index);
+  if (bin->capacity == capacity) {
+    bin->capacity = capacity * 2;
+    return;
+  }
+  se_flush_burst(class_index);
 }
 
 void tiny_free_slow(void *block, ss_slab *slab) {

@@ -81,9 +81,11 @@ static inline int tiny_is_block_start(const void *block, const ss_slab *slab) {
 }
 
 // Frees `block`, which lies in tiny slab `slab` (as ss_registry_lookup found it). `call` names the
-// API function for the message when the pointer is not a block start.
+// API function for the message when the pointer is not a block start. A free that finds the bin
+// exactly full goes to the slow path, where a burst of frees gives the bin back to its slabs
+// (tiny.c, bin_full).
 static inline void tiny_free(void *block, ss_slab *slab, const char *call) {
-  if (__builtin_expect(se_free_fast(block, slab, slab->kind, tiny_is_block_start(block, slab), call), 1)) return;
+  if (__builtin_expect(se_free_fast(block, slab, slab->kind, tiny_is_block_start(block, slab), call, 1), 1)) return;
   tiny_free_slow(block, slab);
 }
 

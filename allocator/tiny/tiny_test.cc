@@ -167,6 +167,72 @@ TEST(Tiny, RefillsStartSmallAndDouble) {
   }).join();
 }
 
+// A burst of frees (more in a row than twice what the bin holds) gives the bin back to its slabs
+// and sends the rest of the burst there too: the slabs empty and the allocations after the burst
+// come back in address order, one adjacent block after another, as a fresh carve does. The next
+// refill opens the bin again. Before, the bin kept the burst's first blocks, their slabs could not
+// empty, and the blocks came back in the reverse order of the frees.
+TEST(Tiny, ABurstOfFreesEmptiesSlabsThatComeBackInAddressOrder) {
+  const size_t size = 64;
+  const unsigned class_index = tiny_size_to_class(size);
+  std::thread([&] {
+    constexpr int kBlocks = 3000;  // about three slabs of 64 B blocks
+    std::vector<void *> blocks;
+    for (int i = 0; i < kBlocks; i++) blocks.push_back(tiny_alloc(size));
+    const uint32_t capacity = tiny_bin_of(class_index)->capacity;
+    ASSERT_GT(capacity, 0u);
+    ASSERT_LT(capacity, uint32_t{kBlocks});
+    tiny_class_stats before = Totals(class_index);
+    for (void *block : blocks) Free(block);  // in allocation order, as a queue drains
+    tiny_class_stats after = Totals(class_index);
+    EXPECT_GE(after.burst_flushes - before.burst_flushes, 1u);
+    EXPECT_EQ(tiny_bin_of(class_index)->count, 0u) << "every block went back to its slab";
+    EXPECT_EQ(tiny_bin_of(class_index)->capacity, 0u) << "closed to frees until the next refill";
+    for (int i = 0; i < kBlocks; i++) blocks[i] = tiny_alloc(size);
+    EXPECT_EQ(tiny_bin_of(class_index)->capacity, capacity) << "the refill opened the bin again";
+    int adjacent = 0;
+    for (int i = 1; i < kBlocks; i++)
+      if (static_cast<char *>(blocks[i]) - static_cast<char *>(blocks[i - 1]) == static_cast<long>(size)) adjacent++;
+    EXPECT_GE(adjacent, kBlocks * 9 / 10) << "the emptied slabs were carved again in address order";
+    for (int i = 0; i < kBlocks; i++) Fill(blocks[i], size, static_cast<unsigned>(i));
+    for (int i = 0; i < kBlocks; i++) ASSERT_TRUE(Verify(blocks[i], size, static_cast<unsigned>(i)));
+    for (void *block : blocks) Free(block);
+  }).join();
+}
+
+// Frees that fill the bin once and then give way to allocations are no burst: the bin takes a
+// second capacity's worth on probation, flushes nothing, and the refill after it gives the bin its
+// own capacity back.
+TEST(Tiny, ABinFilledOnceIsOnProbationNotFlushed) {
+  const size_t size = 64;
+  const unsigned class_index = tiny_size_to_class(size);
+  std::thread([&] {
+    std::vector<void *> blocks;
+    for (int i = 0; i < 2000; i++) blocks.push_back(tiny_alloc(size));
+    se_bin *bin = tiny_bin_of(class_index);
+    const uint32_t capacity = bin->capacity;
+    ASSERT_GT(capacity, 0u);
+    tiny_class_stats before = Totals(class_index);
+    size_t freed = 0;
+    while (bin->count < capacity) Free(blocks[freed++]);
+    for (int i = 0; i < 10; i++) Free(blocks[freed++]);  // past the full bin
+    EXPECT_EQ(bin->capacity, capacity * 2) << "on probation";
+    EXPECT_EQ(bin->count, capacity + 10) << "the bin took the frees past its capacity";
+    EXPECT_EQ(Totals(class_index).burst_flushes, before.burst_flushes) << "no burst yet";
+    std::vector<void *> again;
+    while (Totals(class_index).refills == before.refills) {
+      again.push_back(tiny_alloc(size));
+      ASSERT_LT(again.size(), size_t{capacity} * 3) << "no refill";
+    }
+    EXPECT_EQ(bin->capacity, capacity) << "the refill ended the probation";
+    tiny_class_stats after = Totals(class_index);
+    EXPECT_EQ(after.burst_flushes, before.burst_flushes);
+    EXPECT_EQ(after.blocks_flushed, before.blocks_flushed) << "nothing was flushed";
+    for (void *block : again) Free(block);
+    for (size_t i = freed; i < blocks.size(); i++) Free(blocks[i]);
+  }).join();
+}
+
 long ResidentKiB() {
   long pages = 0, resident = 0;
   FILE *file = fopen("/proc/self/statm", "r");
