@@ -193,10 +193,11 @@ static inline int se_free_fast(void *block, ss_slab *head, unsigned class_index,
       se_bin_push(bin, block);
       return 1;
     }
+    // Exactly full (frees filled it): the front's slow path hears of it (full_bin_to_front).
+    if (full_bin_to_front && bin->count == bin->capacity && bin->capacity != 0) return 0;
     // A full bin: the block joins its slab's local list (owner-only fields; the slab's line is in
     // cache, its owner was just read). Flushing part of the bin instead walked those blocks, and
     // the next refill walked them back; the refill takes this list in one splice (se_refill).
-    if (full_bin_to_front && bin->count == bin->capacity && bin->capacity != 0) return 0;
     void *list = head->free_list;
     if (list && head->used > 1 && owner != 0) {
       hk_link_set(block, list);

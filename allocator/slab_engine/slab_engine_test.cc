@@ -135,8 +135,6 @@ TEST(SlabEngine, RefillCarvesInAddressOrderAndBlocksNeverOverlap) {
   for (void *block : blocks) Free(block);
 }
 
-// Frees past a full bin go straight back to their slabs (no flush); a slab (not the current one)
-// whose last block comes back goes to the pool at once, and a thread flush releases the rest.
 // From a flushed thread, 600 blocks of kSmall: ten slabs of 61..65 blocks. `start` gets the
 // counters before, `before` after the allocations.
 std::vector<void *> AllocTenSlabs(se_class_stats *start, se_class_stats *before) {
@@ -149,6 +147,8 @@ std::vector<void *> AllocTenSlabs(se_class_stats *start, se_class_stats *before)
   return blocks;
 }
 
+// Frees past a full bin go straight back to their slabs (no flush); a slab (not the current one)
+// whose last block comes back goes to the pool at once, and a thread flush releases the rest.
 TEST(SlabEngine, FreesPastAFullBinReturnToSlabsAndReleaseEmptySlabs) {
   se_class_stats start, before;
   std::vector<void *> blocks = AllocTenSlabs(&start, &before);
