@@ -60,7 +60,10 @@ HK_PROFILE_FRAME void *hk_malloc_outside(size_t size) {
     void *sampled = hk_profile_crossed(size, 0);
     if (sampled) return sampled;
   }
-  return size <= TINY_MAX_SIZE ? tiny_alloc(size) : ace_alloc(size);
+  if (size <= TINY_MAX_SIZE) return tiny_alloc(size);
+  void *block = ace_alloc(size);
+  if (size > ACE_HUGE_THRESHOLD) hk_background_consider();  // as when not profiling
+  return block;
 }
 
 HK_PROFILE_FRAME void *hk_calloc_outside(size_t size) {

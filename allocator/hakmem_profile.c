@@ -11,8 +11,9 @@
 //     reads the .eh_frame tables, so programs built without frame pointers unwind; it does not
 //     call malloc once initialised, and a per-thread guard sends any malloc made inside the
 //     profiler to the normal, unsampled path), the block gets a mapping of its own (so that free
-//     finds it out of line, never on the fast path), and the stack's bucket and the live block are
-//     recorded under one spin lock;
+//     finds it out of line, never on the fast path; above 128 KiB it is the huge layer's, which
+//     free finds out of line too), and the stack's bucket and the live block are recorded under
+//     one spin lock;
 //   - writes (exit, SIGUSR2, every HAKMEM_PROFILE_INTERVAL_MS): under the same lock, with
 //     open/write/read only (no malloc, no stdio), so the SIGUSR2 handler writes itself when it can
 //     take the lock, and otherwise leaves a flag for the next profiled allocation.
@@ -121,7 +122,7 @@ typedef struct {
   uint32_t bucket;
   uint32_t unused;
   uint64_t size;    // requested
-  uint64_t mapped;  // bytes of its mapping (its usable size)
+  uint64_t mapped;  // bytes of its own mapping (its usable size); 0: a block of the huge layer's (sample_block)
   uint64_t count_weight, byte_weight;
 } profile_live;
 
@@ -497,23 +498,39 @@ static void *spare_take(size_t *mapped) {
   return block;
 }
 
-// Maps (or takes a kept mapping) and records one sampled block; NULL when the OS or the tables
-// refuse (the caller then allocates normally). The block is the mapping's start: page-aligned;
-// zero-filled with `zero` (a fresh mapping is).
+// A sampled block above ACE_ARENA_MIN_SIZE from the huge layer (zero-filled with `zero`): a huge
+// block, or for a size a class would hold, a block of the huge arena, which reuses the arena's
+// resident free pages as realloc's growing blocks do (ace_alloc_growable). NULL: out of memory.
+static void *huge_layer_block(size_t size, int zero) {
+  if (size > ACE_HUGE_THRESHOLD) return zero ? ace_calloc(size) : ace_huge_alloc(size, 0);
+  void *block = ace_huge_alloc(size, 0);
+  if (block && zero) memset(block, 0, size);
+  return block;
+}
+
+// Gets and records one sampled block; NULL when the OS or the tables refuse (the caller then
+// allocates normally); zero-filled with `zero`. A small sampled block gets a mapping of its own
+// (or a kept one; the block is its start, page-aligned), so that free finds it out of line. Above
+// ACE_ARENA_MIN_SIZE it is the huge layer's (huge_layer_block; mapped 0 in its record), outside the
+// SuperSlabs too: a mapping of its own made every such sample fault in all its pages and unmap them
+// again (big_blocks, 64 KiB-16 MiB blocks, ran 100x slower profiled; 2x with huge blocks only).
 PROFILE_INLINE void *sample_block(size_t size, int zero) {
   uintptr_t pcs[PROFILE_MAX_DEPTH];
   unsigned depth = capture_stack(pcs);
   if (depth == 0) return NULL;
   size_t page = hk_os_page_size();
   if (hk_align_up_overflows(size, page)) return NULL;
-  size_t mapped = hk_align_up(size, page);
-  table_lock();
-  void *block = mapped <= PROFILE_SPARE_BLOCK_MAX ? spare_take(&mapped) : NULL;
-  if (block) {
-    if (zero) memset(block, 0, size);
-  } else {
-    table_unlock();
-    block = hk_os_reserve_aligned(mapped, 0, 0);
+  int huge = size > ACE_ARENA_MIN_SIZE;
+  size_t mapped = huge ? 0 : hk_align_up(size, page);
+  void *block = NULL;
+  if (!huge) {
+    table_lock();
+    block = mapped <= PROFILE_SPARE_BLOCK_MAX ? spare_take(&mapped) : NULL;
+    if (block && zero) memset(block, 0, size);
+    if (!block) table_unlock();
+  }
+  if (!block) {
+    block = huge ? huge_layer_block(size, zero) : hk_os_reserve_aligned(mapped, 0, 0);
     if (!block) return NULL;
     table_lock();
   }
@@ -547,6 +564,8 @@ PROFILE_INLINE void *sample_block(size_t size, int zero) {
   if (write_due) write_locked();
   table_unlock();
   if (!recorded) {
+    // Not sampled after all: a huge block is still a good one (the caller would make the same).
+    if (huge) return block;
     hk_os_release(block, mapped);
     return NULL;
   }
@@ -625,6 +644,13 @@ int hk_profile_free(void *block) {
   bucket->live_count -= record.count_weight;
   bucket->live_bytes -= record.byte_weight;
   live_remove((size_t)slot);
+  if (record.mapped == 0) {
+    // A huge block: forgotten here, freed (or resized) by the caller as a huge block, whose table
+    // reports a second free.
+    table_unlock();
+    hk_stat_sub(HK_STAT_PROFILE_LIVE_BYTES, record.size);
+    return 0;
+  }
   table.freed[table.freed_next++ % PROFILE_FREED_RING] = record.address;
   int kept = record.mapped <= PROFILE_SPARE_BLOCK_MAX && table.spare_count < PROFILE_SPARE_MAX &&
              table.spare_bytes + record.mapped <= PROFILE_SPARE_BYTES;

@@ -5,10 +5,12 @@
 // and that is all. On, the profiler sets both thresholds to 0, so every allocation of one byte or
 // more leaves the inline path for hk_malloc_outside (hakmem.c), which counts its bytes down
 // (hk_profile_count_down) and calls the profiler when the count crosses 0 (hk_profile_crossed).
-// About one allocation per HAKMEM_PROFILE_RATE bytes is sampled: it gets a page-granular mapping of
-// its own, outside every SuperSlab, so free, realloc and malloc_usable_size reach the out-of-line
-// "not in a SuperSlab" branches, where the profiler's table is asked before the huge-block table
-// (the fast free path gains nothing). Aligned allocations above 16 bytes of alignment
+// About one allocation per HAKMEM_PROFILE_RATE bytes is sampled. A sampled block of a size class
+// gets a page-granular mapping of its own, outside every SuperSlab, so free, realloc and
+// malloc_usable_size reach the out-of-line "not in a SuperSlab" branches, where the profiler's table
+// is asked before the huge-block table (the fast free path gains nothing). A sampled block above
+// ACE_ARENA_MIN_SIZE (128 KiB) is the huge layer's (a huge block, or a block of its arena), outside
+// the SuperSlabs too, and only recorded. Aligned allocations above 16 bytes of alignment
 // (posix_memalign, aligned_alloc, memalign, valloc, C++'s aligned new) are never sampled.
 //
 // Private to //allocator: hakmem.c, hakmem_inline.h and the tests include it.
@@ -81,10 +83,13 @@ void hk_profile_setup(void);
 // move into the huge arena): a sampled block of `size` (> 0) bytes, or NULL.
 void *hk_profile_sample(size_t size);
 
-// The usable size of `block` when it is a live sampled block, else 0. Takes the profiler's lock.
+// The usable size of `block` when it is a live sampled block in a mapping of the profiler's, else 0
+// (also for a sampled block of the huge layer's). Takes the profiler's lock.
 size_t hk_profile_block_size(const void *block);
 
-// Frees `block` when it is a live sampled block: 1; else 0. Takes the profiler's lock.
+// Frees `block` when it is a live sampled block in a mapping of the profiler's: 1. A sampled block
+// of the huge layer's is removed from the profile (a realloc counts as a free) and left to the
+// caller: 0, as for any block that was not sampled. Takes the profiler's lock.
 int hk_profile_free(void *block);
 
 // True when `block` is one of the last 64 sampled blocks freed and no sampled block has begun there

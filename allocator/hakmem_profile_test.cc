@@ -20,6 +20,7 @@
 #include "allocator/base/stats.h"
 #include "allocator/hakmem.h"
 #include "allocator/hakmem_profile.h"
+#include "allocator/midlarge/ace.h"
 #include "gtest/gtest.h"
 
 namespace {
@@ -154,6 +155,55 @@ TEST_F(Profiler, ASampledBlockFreedTwiceIsADoubleFree) {
   EXPECT_DEATH(hakmem_malloc_usable_size(block), "hakmem: malloc_usable_size\\(\\): use after free 0x");
   EXPECT_DEATH(hakmem_realloc(block, 10), "hakmem: realloc\\(\\): use after free 0x");
 }
+
+uint64_t LiveHugeBlocks() {
+  ace_stats stats;
+  ace_stats_get(&stats);
+  return stats.huge_live;
+}
+
+// A sampled block above 128 KiB is the huge layer's, only recorded: no mapping of the profiler's
+// (big_blocks ran 100x slower when every one faulted in a fresh mapping and unmapped it again).
+// 1 MiB: a huge block; 200 KiB: a block of the huge arena (a class would hold it unsampled).
+class ProfilerHuge : public Profiler, public ::testing::WithParamInterface<size_t> {};
+
+TEST_P(ProfilerHuge, SampledBlocksAbove128KiBAreTheHugeLayers) {
+  const size_t size = GetParam();
+  uint64_t live = hk_stat_get(HK_STAT_PROFILE_LIVE_BYTES);
+  uint64_t huge_before = LiveHugeBlocks();
+  auto *block = static_cast<unsigned char *>(SampledBlock(size));
+  ASSERT_NE(block, nullptr);
+  EXPECT_EQ(hk_stat_get(HK_STAT_PROFILE_LIVE_BYTES), live + size);
+  EXPECT_EQ(hk_profile_block_size(block), 0u) << "a mapping of the profiler's";
+  EXPECT_EQ(LiveHugeBlocks(), huge_before + 1);
+  EXPECT_GE(hakmem_malloc_usable_size(block), size);
+  memset(block, 0x5a, size);
+  // Resized as a huge block, and out of the profile (a realloc counts as a free).
+  block = static_cast<unsigned char *>(hakmem_realloc(block, 3 * size));
+  ASSERT_NE(block, nullptr);
+  EXPECT_EQ(block[size - 1], 0x5a);
+  EXPECT_EQ(hk_stat_get(HK_STAT_PROFILE_LIVE_BYTES), live);
+  EXPECT_EQ(LiveHugeBlocks(), huge_before + 1);
+  hakmem_free(block);
+  EXPECT_EQ(LiveHugeBlocks(), huge_before);
+  EXPECT_DEATH(hakmem_free(block), "hakmem: free\\(\\): double free 0x");
+  // Freed while sampled: out of the profile and of the huge table; calloc's is zero-filled.
+  for (int i = 0; i < 20; i++) {
+    uint64_t samples = hk_stat_get(HK_STAT_PROFILE_SAMPLES);
+    auto *zeroed = static_cast<unsigned char *>(hakmem_calloc(1, size));
+    ASSERT_NE(zeroed, nullptr);
+    for (size_t k = 0; k < size; k += 4096) ASSERT_EQ(zeroed[k], 0) << k;
+    ASSERT_EQ(zeroed[size - 1], 0);
+    bool sampled = hk_stat_get(HK_STAT_PROFILE_SAMPLES) != samples;
+    EXPECT_EQ(hk_stat_get(HK_STAT_PROFILE_LIVE_BYTES), live + (sampled ? size : 0));
+    memset(zeroed, 0xff, size);
+    hakmem_free(zeroed);
+  }
+  EXPECT_EQ(hk_stat_get(HK_STAT_PROFILE_LIVE_BYTES), live);
+  EXPECT_EQ(LiveHugeBlocks(), huge_before);
+}
+
+INSTANTIATE_TEST_SUITE_P(Sizes, ProfilerHuge, ::testing::Values(size_t{1} << 20, size_t{200} << 10));
 
 TEST_F(Profiler, OtherBadPointersAreReportedAsBefore) {
   static char not_ours[64];

@@ -43,13 +43,19 @@ class Allocator:
     def __init__(self, name, library):
         self.name = name
         self.library = library  # None: the C library's own malloc (no preload)
+        self.settings = {}      # --env: variables set for this allocator's runs only
 
     def environment(self, base):
         env = dict(base)
         env.pop("LD_PRELOAD", None)
         if self.library:
             env["LD_PRELOAD"] = self.library
+        env.update(self.settings)
         return env
+
+    def describe(self):
+        settings = "".join(" %s=%s" % item for item in sorted(self.settings.items()))
+        return (self.library or "no preload") + settings
 
 
 def find_peer(patterns):
@@ -669,7 +675,7 @@ def write_outputs(out_dir, report, options, notes, syscalls, started, elapsed, f
     md.append("Repetitions: %d (median shown)%s. Elapsed: %.0f s. Machine: %s, %d CPUs." % (
         options.reps, ", quick sizes" if options.quick else "", elapsed, os.uname().machine, os.cpu_count() or 0))
     md.append("")
-    md.append("Allocators: " + ", ".join("%s (%s)" % (a.name, a.library or "no preload") for a in report.allocators))
+    md.append("Allocators: " + ", ".join("%s (%s)" % (a.name, a.describe()) for a in report.allocators))
     for note in notes:
         md.append("- " + note)
     md.append("")
@@ -855,6 +861,10 @@ def parse_args(argv):
     parser.add_argument("--hakmem", help="path of libhakmem.so (default WORKSPACE/bazel-bin/libhakmem.so)")
     parser.add_argument("--custom", action="append", default=[], metavar="NAME=PATH",
                         help="also run under another preload library (repeatable; e.g. a test shim)")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME:VAR=VALUE",
+                        help="set VAR=VALUE in the runs of allocator NAME only (repeatable); e.g. the same "
+                             "library as a --custom with an option changed: --custom nothp=PATH "
+                             "--env nothp:HAKMEM_OS_HUGEPAGES=0")
     parser.add_argument("--timeout", type=float, default=None, help="seconds before a run is killed (default 120)")
     parser.add_argument("--bin-dir", default=os.path.dirname(os.path.abspath(__file__)),
                         help="directory holding the benchmark binaries")
@@ -904,11 +914,19 @@ def main(argv):
             log("--custom %s: expected NAME=PATH of an existing library" % custom)
             return 2
         allocators.append(Allocator(name, os.path.abspath(path)))
+    by_name = {a.name: a for a in allocators}
+    for setting in options.env:
+        name, _, assignment = setting.partition(":")
+        variable, equals, value = assignment.partition("=")
+        if name not in by_name or not variable or not equals:
+            log("--env %s: expected NAME:VAR=VALUE with NAME one of %s" % (setting, ", ".join(by_name) or "(none)"))
+            return 2
+        by_name[name].settings[variable] = value
     if options.list:
         for w in WORKLOADS:
             print("%-22s %s" % (w.name, w.models))
         for a in allocators:
-            print("allocator %-12s %s" % (a.name, a.library or "(no preload)"))
+            print("allocator %-12s %s" % (a.name, a.describe()))
         return 0
     if not allocators:
         log("no allocator left to run")

@@ -42,5 +42,20 @@ assert abs(compare.paired_speed_ratio(timed, cell([2.0, 4.0]), cell([3.0, 5.0]))
 failed = cell([1.0]); failed.runs[0].status = "CRASH(SIGSEGV)"
 assert compare.paired_speed_ratio(throughput, failed, b) is None
 print("paired ratio: ok")
+# --env NAME:VAR=VALUE reaches that allocator's runs and no other's, and a malformed one is refused.
+import contextlib, io
+listing = io.StringIO()
+with contextlib.redirect_stdout(listing):
+    assert compare.main(["--list", "--allocators", "glibc", "--env", "glibc:HAKMEM_SMOKE=a=b"]) == 0
+assert "no preload HAKMEM_SMOKE=a=b" in listing.getvalue(), listing.getvalue()
+with_setting, plain = compare.Allocator("x", "/lib/x.so"), compare.Allocator("y", None)
+with_setting.settings["HAKMEM_SMOKE"] = "1"
+env = with_setting.environment({"LD_PRELOAD": "/elsewhere.so", "PATH": "/bin"})
+assert env == {"LD_PRELOAD": "/lib/x.so", "PATH": "/bin", "HAKMEM_SMOKE": "1"}, env
+assert "HAKMEM_SMOKE" not in plain.environment({}) and "LD_PRELOAD" not in plain.environment({"LD_PRELOAD": "z"})
+for bad in ["nobody:A=1", "glibc:A", "glibc:=1", "glibcA=1"]:
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert compare.main(["--list", "--allocators", "glibc", "--env", bad]) == 2, bad
+print("--env: ok")
 PY
 echo "compare smoke test passed"
