@@ -51,6 +51,43 @@ TEST(SafetyDeathTest, ReallocOfAFreedBlockAborts) {
   }
 }
 
+// realloc's block-start check: a pointer 8 bytes into a block of any class, tiny or mid (one slot or a
+// span), is refused.
+TEST(SafetyDeathTest, ReallocOfAnInteriorPointerAborts) {
+  for (size_t size : kSizes) {
+    if (size > (512 << 10)) continue;  // huge blocks: their own table, not the slab check
+    char *block = static_cast<char *>(hakmem_malloc(size));
+    ASSERT_NE(block, nullptr);
+    EXPECT_DEATH(hakmem_realloc(block + 8, size), "hakmem: realloc\\(\\): invalid pointer 0x[0-9a-f]+") << "size " << size;
+    hakmem_free(block);
+  }
+}
+
+// Every block of a span (blocks past its first slot included) resizes in place while the new size
+// stays within its block and above half of it, and keeps its bytes.
+TEST(Safety, ReallocInPlaceFindsEveryBlockOfASpan) {
+  for (size_t size : {size_t{20000}, size_t{65536}, size_t{200000}}) {
+    std::vector<unsigned char *> blocks;
+    for (int i = 0; i < 24; i++) {
+      auto *block = static_cast<unsigned char *>(hakmem_malloc(size));
+      ASSERT_NE(block, nullptr);
+      memset(block, i, size);
+      blocks.push_back(block);
+    }
+    for (int i = 0; i < 24; i++) {
+      size_t usable = hakmem_malloc_usable_size(blocks[i]);
+      ASSERT_EQ(hakmem_realloc(blocks[i], usable), blocks[i]) << "size " << size << ", block " << i;
+      ASSERT_EQ(hakmem_realloc(blocks[i], usable / 2 + 1), blocks[i]) << "size " << size << ", block " << i;
+      ASSERT_EQ(blocks[i][usable / 2], i);
+      auto *moved = static_cast<unsigned char *>(hakmem_realloc(blocks[i], usable / 2 - 1));
+      ASSERT_NE(moved, blocks[i]) << "below half: a smaller class";
+      ASSERT_EQ(moved[usable / 2 - 2], i);
+      blocks[i] = moved;
+    }
+    for (unsigned char *block : blocks) hakmem_free(block);
+  }
+}
+
 TEST(SafetyDeathTest, UsableSizeOfAFreedBlockAborts) {
   for (size_t size : kSizes) {
     void *block = hakmem_malloc(size);
