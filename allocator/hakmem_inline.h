@@ -147,9 +147,8 @@ HK_ALWAYS_INLINE void *hk_realloc_inline(void *block, size_t new_size) {
     // A sampled block in a mapping of the profiler's always moves (to a block of the new size,
     // sampled or not); one of the huge layer's leaves the profile and is resized as a huge block.
     if (HK_UNLIKELY(hk_profile_started)) {
-      size_t sampled = hk_profile_block_size(block);
+      size_t sampled = hk_profile_resizing(block);
       if (sampled) return hk_realloc_move(block, sampled, new_size);
-      (void)hk_profile_free(block);
     }
     old_usable = ace_huge_usable_size(block);
     if (old_usable == 0) hk_not_a_huge_block("realloc", block);

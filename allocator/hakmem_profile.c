@@ -522,17 +522,22 @@ PROFILE_INLINE void *sample_block(size_t size, int zero) {
   if (hk_align_up_overflows(size, page)) return NULL;
   int huge = size > ACE_ARENA_MIN_SIZE;
   size_t mapped = huge ? 0 : hk_align_up(size, page);
-  void *block = NULL;
-  if (!huge) {
-    table_lock();
-    block = mapped <= PROFILE_SPARE_BLOCK_MAX ? spare_take(&mapped) : NULL;
-    if (block && zero) memset(block, 0, size);
-    if (!block) table_unlock();
-  }
-  if (!block) {
-    block = huge ? huge_layer_block(size, zero) : hk_os_reserve_aligned(mapped, 0, 0);
+  void *block;
+  if (huge) {
+    block = huge_layer_block(size, zero);
     if (!block) return NULL;
     table_lock();
+  } else {
+    table_lock();
+    block = mapped <= PROFILE_SPARE_BLOCK_MAX ? spare_take(&mapped) : NULL;
+    if (block) {
+      if (zero) memset(block, 0, size);
+    } else {
+      table_unlock();
+      block = hk_os_reserve_aligned(mapped, 0, 0);
+      if (!block) return NULL;
+      table_lock();
+    }
   }
   double weight = hk_profile_weight(size, profile_rate);
   profile_live record = {(uintptr_t)block, 0, 0, size, mapped, (uint64_t)(weight + 0.5),
@@ -631,6 +636,27 @@ int hk_profile_was_freed(const void *block) {
   return freed;
 }
 
+// Takes the live record in `slot` out of the profile and returns it. Lock held.
+static profile_live live_forget(long slot) {
+  profile_live record = table.live[slot];
+  profile_bucket *bucket = &table.buckets[record.bucket];
+  bucket->live_count -= record.count_weight;
+  bucket->live_bytes -= record.byte_weight;
+  live_remove((size_t)slot);
+  return record;
+}
+
+size_t hk_profile_resizing(void *block) {
+  if (!hk_profile_started) return 0;
+  table_lock();
+  long slot = live_find((uintptr_t)block);
+  size_t mapped = slot >= 0 ? table.live[slot].mapped : 0;
+  size_t forgotten = slot >= 0 && mapped == 0 ? live_forget(slot).size : 0;
+  table_unlock();
+  if (forgotten) hk_stat_sub(HK_STAT_PROFILE_LIVE_BYTES, forgotten);
+  return mapped;
+}
+
 int hk_profile_free(void *block) {
   if (!hk_profile_started) return 0;
   table_lock();
@@ -639,11 +665,7 @@ int hk_profile_free(void *block) {
     table_unlock();
     return 0;
   }
-  profile_live record = table.live[slot];
-  profile_bucket *bucket = &table.buckets[record.bucket];
-  bucket->live_count -= record.count_weight;
-  bucket->live_bytes -= record.byte_weight;
-  live_remove((size_t)slot);
+  profile_live record = live_forget(slot);
   if (record.mapped == 0) {
     // A huge block: forgotten here, freed (or resized) by the caller as a huge block, whose table
     // reports a second free.

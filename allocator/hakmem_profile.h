@@ -88,9 +88,15 @@ void *hk_profile_sample(size_t size);
 size_t hk_profile_block_size(const void *block);
 
 // Frees `block` when it is a live sampled block in a mapping of the profiler's: 1. A sampled block
-// of the huge layer's is removed from the profile (a realloc counts as a free) and left to the
-// caller: 0, as for any block that was not sampled. Takes the profiler's lock.
+// of the huge layer's is removed from the profile and left to the caller: 0, as for any block that
+// was not sampled. Takes the profiler's lock.
 int hk_profile_free(void *block);
+
+// realloc's question about a block in no SuperSlab, under one hold of the lock: the usable size of
+// `block` when it is a live sampled block in a mapping of the profiler's (the caller moves it),
+// else 0; a sampled block of the huge layer's is removed from the profile first (the caller resizes
+// it as a huge block, and a realloc counts as a free).
+size_t hk_profile_resizing(void *block);
 
 // True when `block` is one of the last 64 sampled blocks freed and no sampled block has begun there
 // since (the caller has found no live block there: a double free, or a use after free).
