@@ -636,13 +636,15 @@ int hk_profile_was_freed(const void *block) {
   return freed;
 }
 
-// Takes the live record in `slot` out of the profile and returns it. Lock held.
+// Takes the live record in `slot` out of the profile (its bucket and the live-bytes counter) and
+// returns it. Lock held.
 static profile_live live_forget(long slot) {
   profile_live record = table.live[slot];
   profile_bucket *bucket = &table.buckets[record.bucket];
   bucket->live_count -= record.count_weight;
   bucket->live_bytes -= record.byte_weight;
   live_remove((size_t)slot);
+  hk_stat_sub(HK_STAT_PROFILE_LIVE_BYTES, record.size);
   return record;
 }
 
@@ -651,9 +653,8 @@ size_t hk_profile_resizing(void *block) {
   table_lock();
   long slot = live_find((uintptr_t)block);
   size_t mapped = slot >= 0 ? table.live[slot].mapped : 0;
-  size_t forgotten = slot >= 0 && mapped == 0 ? live_forget(slot).size : 0;
+  if (slot >= 0 && mapped == 0) live_forget(slot);  // the huge layer's: the caller resizes it
   table_unlock();
-  if (forgotten) hk_stat_sub(HK_STAT_PROFILE_LIVE_BYTES, forgotten);
   return mapped;
 }
 
@@ -670,7 +671,6 @@ int hk_profile_free(void *block) {
     // A huge block: forgotten here, freed (or resized) by the caller as a huge block, whose table
     // reports a second free.
     table_unlock();
-    hk_stat_sub(HK_STAT_PROFILE_LIVE_BYTES, record.size);
     return 0;
   }
   table.freed[table.freed_next++ % PROFILE_FREED_RING] = record.address;
@@ -683,7 +683,6 @@ int hk_profile_free(void *block) {
   }
   table_unlock();
   if (!kept) hk_os_release(block, record.mapped);
-  hk_stat_sub(HK_STAT_PROFILE_LIVE_BYTES, record.size);
   return 1;
 }
 
