@@ -59,7 +59,7 @@
   /* Mid/large (ACE) and huge blocks. */                                                   \
   X(ACE_CAPACITY_GROWS, "ace.capacity_grows", "per-thread cache capacity doublings")         \
   X(ACE_CAPACITY_SHRINKS, "ace.capacity_shrinks", "per-thread cache capacity halvings")      \
-  X(ACE_BUDGET_DENIED, "ace.budget_denied", "cache growths refused by HAKMEM_ACE_CACHE_BUDGET") \
+  X(ACE_BUDGET_DENIED, "ace.budget_denied", "cache growths refused by the budget (HAKMEM_ACE_CACHE_BUDGET / _SHARE)") \
   X(ACE_IDLE_FLUSHES, "ace.idle_flushes", "per-thread class caches emptied because idle")    \
   X(ACE_HUGE_MAPPED, "ace.huge_mapped", "new huge mappings")                                 \
   X(ACE_HUGE_UNMAPPED, "ace.huge_unmapped", "huge mappings unmapped")                        \

@@ -12,7 +12,8 @@
 // the calling thread owns while its bin has room) take no lock, do no atomic read-modify-write,
 // make no syscall and call nothing out of line. ACE's own part is the class table (ace_classes.c) and
 // the adaptive cache engine (ace_adaptive.c), which sizes each bin from its misses and overflows,
-// shrinks it when the class goes idle, and bounds the sum of all bins by a global byte budget.
+// shrinks it when the class goes idle, and bounds the sum of all bins by a global byte budget that
+// follows the size of the heap.
 //
 // Huge blocks up to 32 MiB are carved from the huge arena (ace_huge_arena.c): a few 128 MiB
 // regions whose freed pages stay committed, within bounds, for the next huge block of any size;
@@ -83,7 +84,7 @@ typedef struct {
 typedef struct {
   ace_class_stats classes[ACE_CLASS_COUNT];
   uint64_t budget_used;        // bytes of bin capacity granted now, all threads
-  uint64_t budget_limit;       // HAKMEM_ACE_CACHE_BUDGET
+  uint64_t budget_limit;       // HAKMEM_ACE_CACHE_BUDGET, or HAKMEM_ACE_CACHE_SHARE % of committed bytes if more
   uint64_t huge_live;          // live huge blocks
   uint64_t huge_live_bytes;    // their mapped bytes
   uint64_t huge_peak_count;    // most live huge blocks at once

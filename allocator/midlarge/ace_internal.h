@@ -38,6 +38,7 @@ typedef struct {
   ace_class_state classes[ACE_CLASS_COUNT];
   uint64_t epoch_start_ms;  // start of the current adaptation epoch
   uint32_t slow_calls;      // slow-path calls since the clock was last read
+  uint32_t denied_mib;      // the budget's limit (MiB) when it last refused this thread a growth
   uint64_t clock_ms;        // the last clock reading of a slow path (a bound on recent use)
   uint64_t budget_held;     // bytes of bin capacity this thread holds in the global budget
 } ace_thread_state;

@@ -393,7 +393,7 @@ TEST(AceAdaptive, CachesGrowOnMissesAndShrinkWhenIdle) {
 }
 
 TEST(AceAdaptive, BudgetBoundsGrowth) {
-  ScopedConfig config({"HAKMEM_ACE_CACHE_BUDGET=1"});
+  ScopedConfig config({"HAKMEM_ACE_CACHE_BUDGET=1", "HAKMEM_ACE_CACHE_SHARE=0"});
   se_thread_flush();
   uint64_t denied = ClassTotal(&ace_class_stats::budget_denied);
   std::vector<void *> blocks;
@@ -404,10 +404,11 @@ TEST(AceAdaptive, BudgetBoundsGrowth) {
   se_thread_flush();
 }
 
-// A class the budget refused does not ask again before its epoch ends: the budget gains room only
-// when classes shrink or go idle at epoch ends, or threads exit.
+// A class the budget refused does not ask again before its epoch ends while the limit stays where
+// it was: the budget then gains room only when classes shrink or go idle at epoch ends, or threads
+// exit.
 TEST(AceAdaptive, ARefusedClassAsksAgainOnlyInTheNextEpoch) {
-  ScopedConfig config({"HAKMEM_ACE_CACHE_BUDGET=1", "HAKMEM_ACE_EPOCH_MS=600000"});
+  ScopedConfig config({"HAKMEM_ACE_CACHE_BUDGET=1", "HAKMEM_ACE_CACHE_SHARE=0", "HAKMEM_ACE_EPOCH_MS=600000"});
   se_thread_flush();
   uint64_t denied = ClassTotal(&ace_class_stats::budget_denied);
   std::vector<void *> blocks;
@@ -418,6 +419,71 @@ TEST(AceAdaptive, ARefusedClassAsksAgainOnlyInTheNextEpoch) {
   }
   // Hundreds of misses and overflows, one refusal.
   EXPECT_EQ(ClassTotal(&ace_class_stats::budget_denied), denied + 1);
+  se_thread_flush();
+}
+
+// The limit is HAKMEM_ACE_CACHE_BUDGET or HAKMEM_ACE_CACHE_SHARE percent of the committed bytes,
+// whichever is more.
+TEST(AceAdaptive, BudgetFollowsTheCommittedBytes) {
+  ScopedConfig config({"HAKMEM_ACE_CACHE_BUDGET=1", "HAKMEM_ACE_CACHE_SHARE=50"});
+  uint64_t before = hk_stat_get(HK_STAT_OS_BYTES_COMMITTED);
+  uint64_t limit = Stats().budget_limit;
+  uint64_t after = hk_stat_get(HK_STAT_OS_BYTES_COMMITTED);
+  ASSERT_GT(before, 2u);  // the test's own heap
+  EXPECT_GE(limit, std::min(before, after) / 100 * 50);
+  EXPECT_LE(limit, std::max(before, after) / 100 * 50);
+  {
+    ScopedConfig fixed({"HAKMEM_ACE_CACHE_BUDGET=1", "HAKMEM_ACE_CACHE_SHARE=0"});
+    EXPECT_EQ(Stats().budget_limit, 1u);
+  }
+  {
+    ScopedConfig large({"HAKMEM_ACE_CACHE_BUDGET=64G", "HAKMEM_ACE_CACHE_SHARE=50"});
+    EXPECT_EQ(Stats().budget_limit, uint64_t{64} << 30);
+  }
+}
+
+// A class refused while the limit was low asks again, within the same epoch, once the heap has
+// grown the limit past the one that refused it.
+TEST(AceAdaptive, ARefusedClassAsksAgainWhenTheHeapGrows) {
+  const size_t size = 9000;
+  unsigned c = ace_size_to_class(size);
+  auto churn = [&] {
+    std::vector<void *> blocks;
+    for (int round = 0; round < 10; round++) {
+      for (int i = 0; i < 50; i++) blocks.push_back(ace_alloc(size));
+      for (void *b : blocks) Free(b);
+      blocks.clear();
+    }
+  };
+  uint64_t denied = ClassTotal(&ace_class_stats::budget_denied);
+  uint64_t grows = ClassTotal(&ace_class_stats::capacity_grows);
+  uint32_t refused_capacity;
+  std::vector<void *> huge;
+  {
+    ScopedConfig fixed({"HAKMEM_ACE_CACHE_BUDGET=1", "HAKMEM_ACE_CACHE_SHARE=0", "HAKMEM_ACE_EPOCH_MS=600000"});
+    se_thread_flush();
+    churn();
+    EXPECT_EQ(ClassTotal(&ace_class_stats::budget_denied), denied + 1);
+    EXPECT_EQ(ClassTotal(&ace_class_stats::capacity_grows), grows);
+    refused_capacity = ace_bin_of(c)->capacity;
+  }
+  {
+    // Now 1 % of the committed bytes, and the heap grown with huge blocks (mapped, never touched)
+    // until that leaves room: the same epoch, so only the grown limit lets the class ask again.
+    ScopedConfig share({"HAKMEM_ACE_CACHE_BUDGET=1", "HAKMEM_ACE_CACHE_SHARE=1", "HAKMEM_ACE_EPOCH_MS=600000"});
+    const size_t huge_size = size_t{64} << 20;
+    while (hk_stat_get(HK_STAT_OS_BYTES_COMMITTED) / 100 < Stats().budget_used + (size_t{4} << 20)) {
+      void *block = ace_alloc(huge_size);
+      ASSERT_NE(block, nullptr);
+      huge.push_back(block);
+    }
+    churn();
+    EXPECT_GT(ClassTotal(&ace_class_stats::capacity_grows), grows);
+    EXPECT_GT(ace_bin_of(c)->capacity, refused_capacity);
+    ace_stats stats = Stats();
+    EXPECT_LE(stats.budget_used, stats.budget_limit);
+  }
+  for (void *block : huge) Free(block);
   se_thread_flush();
 }
 
