@@ -26,9 +26,9 @@
   X(SS_DECOMMIT_DELAY_MS, "HAKMEM_SS_DECOMMIT_DELAY_MS", INT, "1000",                             \
     "an empty slab or cached SuperSlab idle this long (ms) has its pages decommitted")            \
   X(ACE_CACHE_BUDGET, "HAKMEM_ACE_CACHE_BUDGET", INT, "64M",                                      \
-    "mid/large per-thread cache capacity, all threads together, at least this many bytes")      \
+    "bytes of mid/large per-thread cache capacity, all threads together, granted in any case")  \
   X(ACE_CACHE_SHARE, "HAKMEM_ACE_CACHE_SHARE", INT, "50",                                         \
-    "and at most this percent of the bytes the process has committed, when that is more (0: the fixed budget only)") \
+    "the same limit as a percent of the bytes committed, when that is more (0: the fixed budget only)") \
   X(ACE_CLASS_MAX_BYTES, "HAKMEM_ACE_CLASS_MAX_BYTES", INT, "1M",                                 \
     "most bytes one thread caches for one mid/large class (2 to 256 blocks)")                   \
   X(ACE_EPOCH_MS, "HAKMEM_ACE_EPOCH_MS", INT, "100",                                              \
