@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 
 #include "allocator/base/stats.h"
@@ -42,6 +43,25 @@ void ForkingHandler(int) {
   errno = saved;
 }
 
+// The median of a few fork-and-wait round trips, in microseconds.
+long ForkRoundTripMicros() {
+  long micros[9];
+  for (long &each : micros) {
+    struct timespec start, end;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    pid_t child = fork();
+    if (child == 0) _exit(0);
+    if (child > 0) {
+      while (waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
+      }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    each = (end.tv_sec - start.tv_sec) * 1000000L + (end.tv_nsec - start.tv_nsec) / 1000;
+  }
+  std::sort(micros, micros + 9);
+  return micros[4];
+}
+
 // Forks kForks times while a fast timer makes the signal handler fork too, often in the middle of
 // the main thread's fork. Each child of the main thread allocates before it exits. Returns the
 // exit status for the watchdog: 0 when every child succeeded, the handler forked at all and the
@@ -53,9 +73,13 @@ int ForkLoop(bool locks_taken) {
   action.sa_handler = ForkingHandler;
   action.sa_flags = SA_RESTART;
   sigaction(SIGALRM, &action, nullptr);
-  // Every 500 us: a fork takes a few hundred, so many of the main thread's forks are interrupted,
-  // while the handler's own forks leave the main thread time to make progress.
-  struct itimerval timer = {{0, 500}, {0, 500}};
+  // The timer fires every two fork round trips (at least 500 us): many of the main thread's forks
+  // are interrupted, while the handler's own forks leave the main thread half the time. A fixed
+  // 500 us, tuned where a fork and wait took a few hundred us, starved the main thread on a machine
+  // where they take a millisecond: the signal was pending again each time the handler returned.
+  long period_us = 2 * ForkRoundTripMicros();
+  if (period_us < 500) period_us = 500;
+  struct itimerval timer = {{period_us / 1000000, period_us % 1000000}, {period_us / 1000000, period_us % 1000000}};
   setitimer(ITIMER_REAL, &timer, nullptr);
   int failures = 0;
   for (int i = 0; i < kForks; i++) {
@@ -84,8 +108,8 @@ int ForkLoop(bool locks_taken) {
   }
   struct itimerval off = {{0, 0}, {0, 0}};
   setitimer(ITIMER_REAL, &off, nullptr);
-  fprintf(stderr, "fork loop: %d forks, %d forks from the signal handler, %d failures\n", kForks,
-          handler_forks.load(), failures);
+  fprintf(stderr, "fork loop: %d forks, %d forks from the signal handler (timer %ld us), %d failures\n", kForks,
+          handler_forks.load(), period_us, failures);
   if (handler_forks.load() == 0) return 3;  // the timer never fired: nothing was tested
   // Every fork of the main thread is an outermost one, outside any locked section: with the locks
   // taken each of them took them (the handler's non-nested forks too); with one thread none did.
