@@ -63,6 +63,42 @@ TEST(SafetyDeathTest, ReallocOfAnInteriorPointerAborts) {
   }
 }
 
+// The same check in malloc_usable_size (both calls compute tiny's and ACE's checks and keep the one
+// of the slot's kind: hk_slab_block_start).
+TEST(SafetyDeathTest, UsableSizeOfAnInteriorPointerAborts) {
+  for (size_t size : kSizes) {
+    if (size > (512 << 10)) continue;
+    char *block = static_cast<char *>(hakmem_malloc(size));
+    ASSERT_NE(block, nullptr);
+    EXPECT_DEATH(hakmem_malloc_usable_size(block + 8), "hakmem: malloc_usable_size\\(\\): invalid pointer 0x[0-9a-f]+")
+        << "size " << size;
+    hakmem_free(block);
+  }
+}
+
+// Tiny and mid blocks resized in turn, as a program that grows both calls realloc: each call gets
+// its own front's size and stays in place.
+TEST(Safety, TinyAndMidBlocksResizedInTurnGetTheirOwnSizes) {
+  const size_t sizes[] = {24, 3000, 200, 20000, 1024, 1100, 16, 65536};
+  std::vector<char *> blocks;
+  for (size_t size : sizes) {
+    char *block = static_cast<char *>(hakmem_malloc(size));
+    ASSERT_NE(block, nullptr);
+    memset(block, static_cast<int>(size & 0xff), size);
+    blocks.push_back(block);
+  }
+  for (int round = 0; round < 3; round++) {
+    for (size_t i = 0; i < blocks.size(); i++) {
+      size_t usable = hakmem_malloc_usable_size(blocks[i]);
+      ASSERT_GE(usable, sizes[i]);
+      ASSERT_LT(usable, sizes[i] + sizes[i] / 4 + 16) << "size " << sizes[i] << ": its class, not the other front's";
+      ASSERT_EQ(hakmem_realloc(blocks[i], usable), blocks[i]) << "size " << sizes[i] << ": in place";
+      ASSERT_EQ(blocks[i][sizes[i] - 1], static_cast<char>(sizes[i] & 0xff));
+    }
+  }
+  for (char *block : blocks) hakmem_free(block);
+}
+
 // Every block of a span (blocks past its first slot included) resizes in place while the new size
 // stays within its block and above half of it, and keeps its bytes.
 TEST(Safety, ReallocInPlaceFindsEveryBlockOfASpan) {
