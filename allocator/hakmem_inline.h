@@ -45,21 +45,6 @@ void *hk_calloc_outside(size_t size);
 // noreturn, so that free reaches it by a tail jump too (see se_invalid_free).
 __attribute__((cold)) void hk_free_unheld_slot(void *block, const char *call);
 
-// True when `block`, a pointer into slot `slab` (ss_registry_lookup) whose head is `head`, starts a
-// block of whichever front holds the slot; 0 for a slot no front holds. Both fronts' checks are
-// computed and the slot's kind keeps one with a mask, without a branch on the front: a program
-// that resizes tiny and mid blocks in turn (realloc_churn) mispredicted that branch on about a
-// quarter of its reallocs (callgrind's branch model: 514 K of 1.97 M), and realloc_churn ran 7 %
-// faster without it (pinned to one CPU, 4 runs each).
-HK_ALWAYS_INLINE int hk_slab_block_start(const void *block, const ss_slab *slab, const ss_slab *head) {
-  unsigned tiny_mask = 0u - (unsigned)tiny_owns_slab(slab);
-  // An empty asm that "changes" the mask: gcc cannot turn the select back into a branch.
-  __asm__("" : "+r"(tiny_mask));
-  unsigned tiny_start = (unsigned)tiny_is_block_start(block, slab);
-  unsigned ace_start = (unsigned)ace_is_block_start_any(block, head);
-  return (int)((tiny_start & tiny_mask) | (ace_start & ~tiny_mask));
-}
-
 // The two size checks compare with hk_profile_gate's thresholds (TINY_MAX_SIZE and
 // ACE_HUGE_THRESHOLD unless the profiler samples): the same instruction count as constants.
 HK_ALWAYS_INLINE void *hk_malloc_inline(size_t size) {
@@ -109,11 +94,18 @@ HK_ALWAYS_INLINE size_t hk_usable_size_inline(const void *block, const char *cal
   if (block == NULL) return 0;
   ss_slab *slab = ss_registry_lookup(block);
   if (HK_LIKELY(slab != NULL)) {
-    // Both fronts keep the class size in the head (a tiny slab is its own head).
-    const ss_slab *head = ss_slab_head(slab);
-    if (HK_UNLIKELY(!hk_slab_block_start(block, slab, head))) hk_invalid_pointer(call, block);
+    size_t usable;
+    if (tiny_owns_slab(slab)) {
+      if (!tiny_is_block_start(block, slab)) hk_invalid_pointer(call, block);
+      usable = tiny_usable_size(slab);
+    } else if (ace_owns_slab(slab)) {
+      if (!ace_is_block_start_in_slot(block, slab)) hk_invalid_pointer(call, block);
+      usable = ace_usable_size(block, slab);
+    } else {
+      hk_invalid_pointer(call, block);
+    }
     if (HK_UNLIKELY(hk_block_is_marked_free(block))) hk_freed_block(call, block);
-    return head->block_size;
+    return usable;
   }
   // A block the heap profiler sampled (asked first, as free does: hk_free_outside_superslabs).
   if (HK_UNLIKELY(hk_profile_started)) {
@@ -135,14 +127,23 @@ HK_ALWAYS_INLINE void *hk_realloc_inline(void *block, size_t new_size) {
   ss_slab *slab = ss_registry_lookup(block);
   size_t old_usable;
   if (HK_LIKELY(slab != NULL)) {
-    const ss_slab *head = ss_slab_head(slab);
-    if (HK_UNLIKELY(!hk_slab_block_start(block, slab, head))) hk_invalid_pointer("realloc", block);
-    if (HK_UNLIKELY(hk_block_is_marked_free(block))) hk_freed_block("realloc", block);
-    old_usable = head->block_size;
-    // In place while it uses more than half the block (or when tiny's smallest class would hold it
-    // anyway); a deeper shrink moves to a smaller class to give the space back. ace_resize's rule
-    // for a slab's block, inline: the call was a tenth of realloc_churn's realloc samples.
-    if (se_resize_in_place(new_size, old_usable) || (new_size <= old_usable && slab->kind == 0)) return block;
+    if (tiny_owns_slab(slab)) {
+      if (!tiny_is_block_start(block, slab)) hk_invalid_pointer("realloc", block);
+      if (HK_UNLIKELY(hk_block_is_marked_free(block))) hk_freed_block("realloc", block);
+      old_usable = tiny_usable_size(slab);
+      // In place while it uses more than half the block (or when the smallest class would hold it
+      // anyway); a deeper shrink moves to a smaller class to give the space back.
+      if (se_resize_in_place(new_size, old_usable) || (new_size <= old_usable && slab->kind == 0)) return block;
+    } else if (ace_owns_slab(slab)) {
+      if (!ace_is_block_start_in_slot(block, slab)) hk_invalid_pointer("realloc", block);
+      if (HK_UNLIKELY(hk_block_is_marked_free(block))) hk_freed_block("realloc", block);
+      old_usable = ace_usable_size(block, slab);
+      // ace_resize's rule for a slab's block, inline: the head's line is in the cache from the
+      // block-start check, and the call was a tenth of realloc_churn's realloc samples.
+      if (se_resize_in_place(new_size, old_usable)) return block;
+    } else {
+      hk_invalid_pointer("realloc", block);
+    }
   } else {
     // A sampled block in a mapping of the profiler's always moves (to a block of the new size,
     // sampled or not); one of the huge layer's leaves the profile and is resized as a huge block.

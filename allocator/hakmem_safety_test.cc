@@ -63,8 +63,7 @@ TEST(SafetyDeathTest, ReallocOfAnInteriorPointerAborts) {
   }
 }
 
-// The same check in malloc_usable_size (both calls compute tiny's and ACE's checks and keep the one
-// of the slot's kind: hk_slab_block_start).
+// The same check in malloc_usable_size.
 TEST(SafetyDeathTest, UsableSizeOfAnInteriorPointerAborts) {
   for (size_t size : kSizes) {
     if (size > (512 << 10)) continue;
@@ -76,8 +75,8 @@ TEST(SafetyDeathTest, UsableSizeOfAnInteriorPointerAborts) {
   }
 }
 
-// Tiny and mid blocks resized in turn, as a program that grows both calls realloc: each call gets
-// its own front's size and stays in place.
+// Tiny and mid blocks resized in turn, as a program that grows both calls realloc (the calls then
+// alternate between the fronts' checks): each call gets its own front's size and stays in place.
 TEST(Safety, TinyAndMidBlocksResizedInTurnGetTheirOwnSizes) {
   const size_t sizes[] = {24, 3000, 200, 20000, 1024, 1100, 16, 65536};
   std::vector<char *> blocks;

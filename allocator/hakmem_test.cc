@@ -234,8 +234,7 @@ TEST(FreeDeathTest, PointerIntoAnUnheldSlotAbortsWithAMessage) {
   }
   ASSERT_NE(unheld, nullptr) << "a fresh SuperSlab has free slots";
   EXPECT_DEATH(hakmem_free(unheld + 64), "hakmem: free\\(\\): invalid pointer 0x");
-  // realloc and malloc_usable_size compute both fronts' block-start checks and keep the one of the
-  // slot's kind (hk_slab_block_start): a slot no front holds fails both.
+  // realloc and malloc_usable_size refuse it too: neither front's block-start check passes there.
   EXPECT_DEATH(hakmem_realloc(unheld + 64, 10), "hakmem: realloc\\(\\): invalid pointer 0x");
   EXPECT_DEATH(hakmem_malloc_usable_size(unheld + 64), "hakmem: malloc_usable_size\\(\\): invalid pointer 0x");
   hakmem_free(tiny);

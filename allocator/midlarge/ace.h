@@ -167,20 +167,6 @@ static inline int ace_is_block_start(const void *block, const ss_slab *head, uin
   return offset * reciprocal <= reciprocal - 1;
 }
 
-// ace_is_block_start for the head of any slot, without a branch, for callers that compute tiny's
-// check beside it and keep one by the slot's kind (hakmem_inline.h, hk_slab_block_start). A head
-// ACE does not hold gives 0 (word 0); a tiny slab's geometry word gives a value the caller
-// discards, and its class is clamped so that the table load stays in bounds.
-static inline int ace_is_block_start_any(const void *block, const ss_slab *head) {
-  uint64_t word = head->user_tag;
-  unsigned c = ace_head_class(word);
-  c = c < ACE_CLASS_COUNT ? c : 0;
-  uint64_t offset = (uint64_t)((uintptr_t)block - (uintptr_t)(word & ACE_HEAD_BASE_MASK));
-  uint64_t reciprocal = ace_class_reciprocal[c];
-  return (int)((unsigned)(offset < (uint64_t)head->capacity * head->block_size) &
-               (unsigned)(offset * reciprocal <= reciprocal - 1) & (unsigned)(word != 0));
-}
-
 // ---- API ---------------------------------------------------------------------------------------
 // ace_alloc for a size known to be at most ACE_HUGE_THRESHOLD (the front door makes its own huge
 // check, against a threshold the heap profiler can lower: hakmem_profile.h).
@@ -218,6 +204,14 @@ void *ace_alloc_aligned(size_t alignment, size_t size);
 
 // True for a slab or span head (ss_registry_lookup_head) that ACE holds: its head word is set.
 static inline int ace_owns_head(const ss_slab *head) { return head->user_tag != 0; }
+
+// True when `block`, a pointer into slot `slab` (ss_registry_lookup) of a slab ACE holds, starts
+// one of its blocks.
+static inline int ace_is_block_start_in_slot(const void *block, const ss_slab *slab) {
+  const ss_slab *head = ss_slab_head((ss_slab *)slab);
+  uint64_t word = head->user_tag;
+  return ace_is_block_start(block, head, word, ace_head_class(word));
+}
 
 // True for a slab or span slot whose head ACE holds.
 static inline int ace_owns_slab(const ss_slab *slab) { return ace_owns_head(ss_slab_head((ss_slab *)slab)); }
