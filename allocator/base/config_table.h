@@ -23,6 +23,8 @@
     "most address space the LRU cache of free SuperSlabs keeps mapped")                         \
   X(SS_CACHE_TTL_MS, "HAKMEM_SS_CACHE_TTL_MS", INT, "30000",                                      \
     "a SuperSlab idle in the LRU cache this long (ms) is unmapped")                             \
+  X(SS_KEEP_FREE, "HAKMEM_SS_KEEP_FREE", INT, "2",                                               \
+    "fully free SuperSlabs kept in service (their slots listed for any slab) before the next go to the LRU cache") \
   X(SS_DECOMMIT_DELAY_MS, "HAKMEM_SS_DECOMMIT_DELAY_MS", INT, "1000",                             \
     "an empty slab or cached SuperSlab idle this long (ms) has its pages decommitted")            \
   X(ACE_CACHE_BUDGET, "HAKMEM_ACE_CACHE_BUDGET", INT, "64M",                                      \

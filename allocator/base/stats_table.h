@@ -52,6 +52,7 @@
   X(SP_LOCK_WAITS, "sp.lock_waits", "acquisitions that waited for another thread's mapping") \
   X(SP_SLABS_DECOMMITTED, "sp.slabs_decommitted", "idle empty slabs of live SuperSlabs decommitted") \
   X(SP_MAINTENANCE_RUNS, "sp.maintenance_runs", "opportunistic aging passes (decommit, cache trim)") \
+  X(SP_SUPERSLABS_KEPT, "sp.superslabs_kept", "fully free SuperSlabs kept in service instead of going to the LRU cache") \
   /* Slab engine (tiny and mid classes). */                                               \
   X(SE_SPANS_ACQUIRED, "se.spans_acquired", "multi-slot spans taken by classes of large blocks") \
   X(SE_SPANS_RELEASED, "se.spans_released", "multi-slot spans given back to the pool")      \

@@ -251,14 +251,14 @@ static uint64_t cache_bound_count(void) {
   return count < 0 ? 0 : (uint64_t)count;
 }
 
-void ss_cache_push(ss_superslab *superslab, uint64_t now_ms) {
+size_t ss_cache_push(ss_superslab *superslab, uint64_t now_ms) {
   ss_dir_entry *entry = ss_dir(superslab->id);
   __atomic_store_n(&entry->cached_since_ms, now_ms, __ATOMIC_RELAXED);
   ss_stack_push(&cache_head, stack_link, superslab->id);
   uint64_t count = __atomic_add_fetch(&cache_count, 1, __ATOMIC_RELAXED);
   hk_stat_add(HK_STAT_SS_CACHE_PUSHES, 1);
   hk_stat_add(HK_STAT_SS_CACHE_COUNT, 1);
-  if (count > cache_bound_count()) ss_cache_trim(now_ms, 0);
+  return count > cache_bound_count() ? ss_cache_trim(now_ms, 0) : 0;
 }
 
 ss_superslab *ss_cache_pop(void) {

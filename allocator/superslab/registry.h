@@ -204,8 +204,9 @@ ss_superslab *ss_superslab_map(void);
 void ss_superslab_unmap(ss_superslab *superslab);
 
 // Puts a fully free SuperSlab whose slots the caller holds (CACHED) into the LRU cache, stamped
-// `now_ms`; trims the cache at once when this exceeds its count or byte bound.
-void ss_cache_push(ss_superslab *superslab, uint64_t now_ms);
+// `now_ms`; trims the cache at once when this exceeds its count or byte bound. Returns the bytes
+// that trim gave back (ss_cache_trim), 0 when there was none.
+size_t ss_cache_push(ss_superslab *superslab, uint64_t now_ms);
 
 // Takes the most recently cached SuperSlab (its slots stay CACHED, held by the caller), or NULL.
 ss_superslab *ss_cache_pop(void);

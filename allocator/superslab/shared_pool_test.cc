@@ -63,11 +63,13 @@ uint64_t RssPages() {
 }
 
 // Every test starts from an empty pool (nothing mapped) with a long decommit delay, so the
-// opportunistic aging never runs in the middle of a counted workload.
+// opportunistic aging never runs in the middle of a counted workload, and with no fully free
+// SuperSlab kept in service (each goes to the LRU cache at its last release), unless the test
+// is about keeping them.
 class SharedPool : public ::testing::Test {
  protected:
   void SetUp() override {
-    LoadConfig({"HAKMEM_SS_DECOMMIT_DELAY_MS=600000", "HAKMEM_SS_CACHE_TTL_MS=600000"});
+    LoadConfig({"HAKMEM_SS_DECOMMIT_DELAY_MS=600000", "HAKMEM_SS_CACHE_TTL_MS=600000", "HAKMEM_SS_KEEP_FREE=0"});
     sp_trim(1);
     ASSERT_EQ(hk_stat_get(HK_STAT_SS_LIVE), 0u) << "an earlier test leaked slabs";
   }
@@ -272,8 +274,58 @@ TEST_F(SharedPool, FreeingEverythingThenAcquiringAgainHitsTheLruCache) {
   EXPECT_EQ(ss_cache_count(), 0u);
 }
 
+// HAKMEM_SS_KEEP_FREE: a SuperSlab whose last slot comes back stays in service (its slots listed
+// for any kind) while fewer than the limit do; the next ones go to the LRU cache. The kept one
+// serves the next acquisitions at stages 0-2, without a cache pop or a mapping, and the aging
+// pass retires it only once its slots have all been free for the decommit delay (or at a forced
+// trim). The count of kept SuperSlabs comes back down, so a second round keeps one again.
+TEST_F(SharedPool, AFullyFreeSuperSlabStaysInServiceUpToTheLimit) {
+  LoadConfig({"HAKMEM_SS_KEEP_FREE=1", "HAKMEM_SS_DECOMMIT_DELAY_MS=600000", "HAKMEM_SS_CACHE_TTL_MS=600000"});
+  for (int round = 0; round < 2; round++) {
+    std::vector<ss_slab *> held;
+    for (unsigned i = 0; i < 2 * SS_SLABS_PER_SUPERSLAB; i++) held.push_back(sp_acquire_slab(i % 4));
+    Counters released;
+    for (ss_slab *slab : held) sp_release_slab(slab);
+    EXPECT_EQ(released(HK_STAT_SP_SUPERSLABS_KEPT), 1u) << "round " << round;
+    EXPECT_EQ(released(HK_STAT_SS_CACHE_PUSHES), 1u) << "round " << round;
+    EXPECT_EQ(ss_cache_count(), 1u);
+    EXPECT_EQ(hk_stat_get(HK_STAT_SS_LIVE), 2u);
+
+    Counters reused;
+    held.clear();
+    for (unsigned i = 0; i < SS_SLABS_PER_SUPERSLAB; i++) held.push_back(sp_acquire_slab((i + 1) % 4));
+    EXPECT_EQ(reused(HK_STAT_SP_STAGE3_CACHE), 0u) << "the kept SuperSlab's slots serve first";
+    EXPECT_EQ(reused(HK_STAT_SS_MAPPED), 0u);
+    EXPECT_EQ(reused(HK_STAT_SS_CACHE_HITS), 0u);
+    for (ss_slab *slab : held) sp_release_slab(slab);
+
+    // Emptied just now: the aging pass leaves it in service; a forced trim retires and unmaps it.
+    Counters aged;
+    sp_trim(0);
+    EXPECT_EQ(aged(HK_STAT_SS_CACHE_PUSHES), 0u) << "round " << round;
+    sp_trim(1);
+    EXPECT_EQ(hk_stat_get(HK_STAT_SS_LIVE), 0u);
+  }
+}
+
+// Past the decommit delay, the aging pass retires a kept SuperSlab (its idle slots decommitted
+// first, as any idle free slot is).
+TEST_F(SharedPool, AKeptSuperSlabRetiresOnceIdleForTheDelay) {
+  LoadConfig({"HAKMEM_SS_KEEP_FREE=1", "HAKMEM_SS_DECOMMIT_DELAY_MS=40", "HAKMEM_SS_CACHE_TTL_MS=600000"});
+  std::vector<ss_slab *> held;
+  for (unsigned i = 0; i < SS_SLABS_PER_SUPERSLAB; i++) held.push_back(sp_acquire_slab(i % 3));
+  Counters counters;
+  for (ss_slab *slab : held) sp_release_slab(slab);
+  EXPECT_EQ(counters(HK_STAT_SP_SUPERSLABS_KEPT), 1u);
+  EXPECT_EQ(counters(HK_STAT_SS_CACHE_PUSHES), 0u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  sp_trim(0);
+  EXPECT_EQ(counters(HK_STAT_SS_CACHE_PUSHES), 1u);
+  EXPECT_EQ(ss_cache_count(), 1u);
+}
+
 TEST_F(SharedPool, SmallCacheBoundsUnmapAndTheCountersSaySo) {
-  LoadConfig({"HAKMEM_SS_CACHE_MAX_COUNT=1", "HAKMEM_SS_DECOMMIT_DELAY_MS=600000", "HAKMEM_SS_CACHE_TTL_MS=600000"});
+  LoadConfig({"HAKMEM_SS_KEEP_FREE=0", "HAKMEM_SS_CACHE_MAX_COUNT=1", "HAKMEM_SS_DECOMMIT_DELAY_MS=600000", "HAKMEM_SS_CACHE_TTL_MS=600000"});
   std::vector<ss_slab *> held;
   for (unsigned i = 0; i < 4 * SS_SLABS_PER_SUPERSLAB; i++) held.push_back(sp_acquire_slab(i % 3));
   Counters counters;
@@ -285,7 +337,7 @@ TEST_F(SharedPool, SmallCacheBoundsUnmapAndTheCountersSaySo) {
   EXPECT_EQ(hk_stat_get(HK_STAT_SS_LIVE), 1u);
 
   // The byte bound: 4 MiB keeps two SuperSlabs.
-  LoadConfig({"HAKMEM_SS_CACHE_MAX_BYTES=4M", "HAKMEM_SS_DECOMMIT_DELAY_MS=600000", "HAKMEM_SS_CACHE_TTL_MS=600000"});
+  LoadConfig({"HAKMEM_SS_KEEP_FREE=0", "HAKMEM_SS_CACHE_MAX_BYTES=4M", "HAKMEM_SS_DECOMMIT_DELAY_MS=600000", "HAKMEM_SS_CACHE_TTL_MS=600000"});
   held.clear();
   for (unsigned i = 0; i < 4 * SS_SLABS_PER_SUPERSLAB; i++) held.push_back(sp_acquire_slab(i % 3));
   Counters bytes;
@@ -294,7 +346,7 @@ TEST_F(SharedPool, SmallCacheBoundsUnmapAndTheCountersSaySo) {
   EXPECT_EQ(ss_cache_count(), 2u);
 
   // The TTL: past it, a trim unmaps what is left.
-  LoadConfig({"HAKMEM_SS_CACHE_TTL_MS=20", "HAKMEM_SS_DECOMMIT_DELAY_MS=600000"});
+  LoadConfig({"HAKMEM_SS_KEEP_FREE=0", "HAKMEM_SS_CACHE_TTL_MS=20", "HAKMEM_SS_DECOMMIT_DELAY_MS=600000"});
   std::this_thread::sleep_for(std::chrono::milliseconds(60));
   Counters age;
   sp_trim(0);
@@ -304,7 +356,7 @@ TEST_F(SharedPool, SmallCacheBoundsUnmapAndTheCountersSaySo) {
 }
 
 TEST_F(SharedPool, IdleEmptySlabsAndCachedSuperSlabsAreDecommittedAfterTheDelay) {
-  LoadConfig({"HAKMEM_SS_DECOMMIT_DELAY_MS=200", "HAKMEM_SS_CACHE_TTL_MS=600000", "HAKMEM_OS_DECOMMIT=dontneed"});
+  LoadConfig({"HAKMEM_SS_KEEP_FREE=0", "HAKMEM_SS_DECOMMIT_DELAY_MS=200", "HAKMEM_SS_CACHE_TTL_MS=600000", "HAKMEM_OS_DECOMMIT=dontneed"});
   std::vector<ss_slab *> held;
   for (unsigned i = 0; i < 2 * SS_SLABS_PER_SUPERSLAB; i++) {
     held.push_back(sp_acquire_slab(i % 4));
@@ -599,7 +651,7 @@ std::string VmFlagsOf(const void *address) { return SmapsLineOf(address, "VmFlag
 
 TEST_F(SharedPool, SuperSlabsAskForHugePagesOnceTheHeapIsLargeAndWithdrawOnDecommit) {
   if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) != 0) GTEST_SKIP() << "no THP in this kernel";
-  LoadConfig({"HAKMEM_OS_HUGEPAGES=3", "HAKMEM_SS_DECOMMIT_DELAY_MS=100", "HAKMEM_SS_CACHE_TTL_MS=600000"});
+  LoadConfig({"HAKMEM_SS_KEEP_FREE=0", "HAKMEM_OS_HUGEPAGES=3", "HAKMEM_SS_DECOMMIT_DELAY_MS=100", "HAKMEM_SS_CACHE_TTL_MS=600000"});
   // Three SuperSlabs' worth of slabs: the third SuperSlab is mapped while two are live.
   std::vector<ss_slab *> held;
   std::vector<ss_superslab *> order;
@@ -631,7 +683,7 @@ TEST_F(SharedPool, SuperSlabsAskForHugePagesOnceTheHeapIsLargeAndWithdrawOnDecom
 
   // 0 never asks.
   sp_trim(1);
-  LoadConfig({"HAKMEM_OS_HUGEPAGES=0", "HAKMEM_SS_DECOMMIT_DELAY_MS=600000", "HAKMEM_SS_CACHE_TTL_MS=600000"});
+  LoadConfig({"HAKMEM_SS_KEEP_FREE=0", "HAKMEM_OS_HUGEPAGES=0", "HAKMEM_SS_DECOMMIT_DELAY_MS=600000", "HAKMEM_SS_CACHE_TTL_MS=600000"});
   held.clear();
   std::set<ss_superslab *> mapped;
   while (mapped.size() < 4) {
@@ -650,7 +702,7 @@ long AnonHugeKibOf(const void *address) {
 
 TEST_F(SharedPool, SuperSlabsThatStayFullAndResidentAreCollapsedIntoHugePagesOnce) {
   if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) != 0) GTEST_SKIP() << "no THP in this kernel";
-  LoadConfig({"HAKMEM_OS_HUGEPAGES=0", "HAKMEM_SS_DECOMMIT_DELAY_MS=600000", "HAKMEM_SS_CACHE_TTL_MS=600000"});
+  LoadConfig({"HAKMEM_SS_KEEP_FREE=0", "HAKMEM_OS_HUGEPAGES=0", "HAKMEM_SS_DECOMMIT_DELAY_MS=600000", "HAKMEM_SS_CACHE_TTL_MS=600000"});
   // Slabs until one SuperSlab has every slot in use; all of its pages written with a pattern.
   std::vector<ss_slab *> held;
   ss_superslab *full = nullptr;
@@ -689,7 +741,7 @@ TEST_F(SharedPool, SuperSlabsThatStayFullAndResidentAreCollapsedIntoHugePagesOnc
       ASSERT_EQ(words[i], (uintptr_t)&words[i] ^ 0x5eed) << "word " << i << " of slab " << (unsigned)slab->index;
   }
   // A decommit inside it withdraws the request, as for a hint given at the mapping.
-  LoadConfig({"HAKMEM_OS_HUGEPAGES=0", "HAKMEM_SS_DECOMMIT_DELAY_MS=0", "HAKMEM_SS_CACHE_TTL_MS=600000"});
+  LoadConfig({"HAKMEM_SS_KEEP_FREE=0", "HAKMEM_OS_HUGEPAGES=0", "HAKMEM_SS_DECOMMIT_DELAY_MS=0", "HAKMEM_SS_CACHE_TTL_MS=600000"});
   ss_slab *one = nullptr;
   for (ss_slab *&slab : held)
     if (!one && ss_slab_superslab(slab) == full && slab->index != 0) std::swap(one, slab);

@@ -61,6 +61,10 @@ typedef struct {
   // 1 while one thread tries to retire the SuperSlab to the cache (acquire exchange, release
   // store): two retirers would only undo each other's CASes.
   uint32_t retiring;
+  // 1 while the SuperSlab, fully free, is one of the HAKMEM_SS_KEEP_FREE kept in service instead
+  // of retired (counted in sp_kept_free). Set by the releaser that brought `active` to 0; cleared
+  // by exchange (relaxed: a heuristic count, see shared_pool.c) by the next claim or retirement.
+  uint32_t kept_free;
   // Link (id + 1, 0 = end) in the LRU cache stack or the free-id stack (never both). Relaxed:
   // the stacks' release push / acquire pop order it; a stale read fails the versioned CAS.
   uint32_t stack_next;
